@@ -1,0 +1,70 @@
+"""Content-addressed stage cache.
+
+Every expensive stage (a trained model, a hidden-state cache, a converted
+checkpoint, an evaluated cell) is stored under ``<root>/<stage>/<hash>/``
+where the hash covers everything the stage depends on.  A stage directory is
+written under a temporary name and renamed only when complete, so a killed
+run never leaves a half-written entry and simply resumes from the last
+finished stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recbackdoor.paths import cache_root
+
+DONE_MARKER = "key.json"
+
+
+def stable_hash(key: Any) -> str:
+    text = json.dumps(key, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class StageCache:
+    def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
+        self.root = Path(root) if root is not None else cache_root()
+        self.enabled = enabled
+
+    def path(self, stage: str, key: Any) -> Path:
+        return self.root / stage / stable_hash(key)
+
+    def lookup(self, stage: str, key: Any) -> Path | None:
+        path = self.path(stage, key)
+        if self.enabled and (path / DONE_MARKER).exists():
+            return path
+        return None
+
+    def get_or_create(self, stage: str, key: Any, build: Callable[[Path], None]) -> Path:
+        """Return the finished directory for ``(stage, key)``, building it if absent."""
+        found = self.lookup(stage, key)
+        if found is not None:
+            return found
+        final = self.path(stage, key)
+        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+            (tmp / DONE_MARKER).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def get_json(self, stage: str, key: Any, compute: Callable[[], Any]) -> Any:
+        """Cache a small JSON-serialisable result (e.g. one cell's metrics)."""
+
+        def build(tmp: Path) -> None:
+            (tmp / "value.json").write_text(json.dumps(compute(), default=float))
+
+        return json.loads((self.get_or_create(stage, key, build) / "value.json").read_text())
