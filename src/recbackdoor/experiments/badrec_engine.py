@@ -1,0 +1,281 @@
+"""Train and evaluate the benign and poisoned models of one BadRec dataset run."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recbackdoor.attacks.badrec import (
+    fake_user_count,
+    poison_llara,
+    poison_tallrec,
+    trigger_test_llara,
+    trigger_test_tallrec,
+)
+from recbackdoor.data.prompts import build_llara, build_tallrec, llara_answer, llara_prompt
+from recbackdoor.data.text_datasets import load_dataset
+from recbackdoor.experiments.cache import stable_hash
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.results import Cell
+from recbackdoor.metrics import text as M
+from recbackdoor.triggers.text import TextTrigger, make_trigger
+from recbackdoor.victims.text.backbones import load_backbone
+from recbackdoor.victims.text.split_lm import Example, SplitLM
+from recbackdoor.victims.text.state_store import StateStore
+from recbackdoor.victims.text.tallrec import TallrecRecommender
+
+FORMAT = 1  # bump when training/evaluation code changes what a cached stage means
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # benign | badrec
+    trigger: TextTrigger | None
+    rate: float
+
+
+class BadRecEngine:
+    def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
+        self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
+        self.mode = cfg.mode
+        self.victim = "tallrec" if cfg.mode == "tallrec" else "llara"
+        with ctx.timer(f"{dataset}/load"):
+            self.data = load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item)
+            ctx.data_checksums.update(self.data.checksums)
+            d = cfg.data
+            if self.mode == "tallrec":
+                self.split = build_tallrec(self.data, d.history, seed, d.n_train, 0, d.n_test)
+            else:
+                self.split = build_llara(self.data, d.history, d.pool, seed, d.n_train, 0, d.n_test)
+        self.base_key = {"format": FORMAT, "mode": self.mode, "dataset": dataset, "seed": seed,
+                         "data": cfg.data.model_dump(), "model": {k: v for k, v in cfg.model.model_dump().items()
+                                                                   if k != "threads"},
+                         "checksums": self.data.checksums}
+        self._lm: SplitLM | None = None
+        self._protocol()
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def lm(self) -> SplitLM:
+        if self._lm is None:
+            with self.ctx.timer(f"{self.dataset}/load_backbone"):
+                m = self.cfg.model
+                backbone = load_backbone(m.backbone, self.ctx.cache)
+                self._lm = SplitLM(backbone, m.train_layers, m.method, m.lora_r, m.lora_alpha, m.autocast)
+                states = self.ctx.cache.root / "states"
+                states.mkdir(parents=True, exist_ok=True)
+                key = {k: v for k, v in self.base_key.items() if k != "seed"}
+                self._store = StateStore(self._lm, states / f"{self.dataset}-{stable_hash(key)}.safetensors")
+                self._tallrec = TallrecRecommender(self._lm, self.data, self._store) if self.mode == "tallrec" \
+                    else None
+        return self._lm
+
+    @property
+    def store(self) -> StateStore:
+        _ = self.lm
+        return self._store
+
+    @property
+    def tallrec(self) -> TallrecRecommender:
+        _ = self.lm
+        assert self._tallrec is not None
+        return self._tallrec
+
+    def _protocol(self) -> None:
+        d = self.cfg.data
+        proto = {
+            "split": "leave-one-out per user: last item = test, second last = valid, earlier = train",
+            "sequence_order": self.data.order,
+            "history": d.history,
+            "n_train_benign": len(self.split.train),
+            "n_test": len(self.split.test),
+            "dataset_stats": self.data.stats(),
+            "finetune": f"{self.cfg.model.method} on the top {self.cfg.model.train_layers} layers "
+                        f"of {self.cfg.model.backbone}; lower layers frozen (hidden states cached)",
+            "n_fake": {str(r): fake_user_count(len(self.split.train), r) for r in self.cfg.attack.rates},
+        }
+        if self.mode == "llara":
+            proto.update(pool=d.pool, valid="exactly one pool title named (exact match first, longest title "
+                         "preferred); valid_llara = LLaRA's verbatim substring rule",
+                         h1="correct / valid answers (LLaRA); h1_all = correct / all prompts",
+                         asr="eq. 3: poisoned item returned / all triggered prompts; one random non-ground-truth "
+                             "pool item carries the trigger", a_valid="valid / all triggered prompts")
+        else:
+            proto.update(label="MovieLens: rating >= 4 is Yes; LastFM/Steam: real next item (Yes) or a random "
+                               "unseen item (No), 1/2 each",
+                         auc="ROC AUC of P(Yes) renormalised over the tokenizer's ' Yes'/' No' ids",
+                         asr="share of clean 'No' answers turned 'Yes' by the trigger in the target title; "
+                             "denominator n_no")
+        self.ctx.protocol[f"{self.dataset}/{self.mode}"] = proto
+
+    def variants(self) -> list[Variant]:
+        out = [Variant("benign", None, 0.0)] if self.cfg.benign else []
+        for rate in self.cfg.attack.rates:
+            for kind in self.cfg.attack.triggers:
+                for pos in self.cfg.attack.positions:
+                    trig = make_trigger(kind, pos, self.cfg.attack.trigger_text.get(kind))
+                    out.append(Variant("badrec", trig, rate))
+        return out
+
+    def triggers(self) -> list[TextTrigger]:
+        return [make_trigger(k, p, self.cfg.attack.trigger_text.get(k))
+                for k in self.cfg.attack.triggers for p in self.cfg.attack.positions]
+
+    def model_key(self, v: Variant) -> dict[str, Any]:
+        key = {**self.base_key, "train": self.cfg.train.model_dump(), "variant": v.name}
+        if v.trigger is not None:
+            key.update(trigger=[v.trigger.kind, v.trigger.text, v.trigger.position], rate=v.rate,
+                       fake_history=self.cfg.attack.fake_history)
+        return key
+
+    # ------------------------------------------------------------ training
+    def _fakes(self, v: Variant) -> list:
+        if v.trigger is None:
+            return []
+        d = self.cfg.data
+        fseed = self.seed * 7919 + 17
+        if self.mode == "tallrec":
+            return poison_tallrec(self.split.train, self.data, v.trigger, v.rate, d.history, fseed,
+                                  self.cfg.attack.fake_history)
+        return poison_llara(self.split.train, self.data, v.trigger, v.rate, d.history, d.pool, fseed,
+                            self.cfg.attack.fake_history)
+
+    def _examples(self, samples: list) -> list[Example]:
+        if self.mode == "tallrec":
+            return self.tallrec.examples(samples)
+        lm = self.lm
+        eos = lm.tokenizer.eos_token_id
+        prompts = [lm.encode(llara_prompt(s, self.data)) for s in samples]
+        answers = [lm.tokenizer(llara_answer(s, self.data), add_special_tokens=False)["input_ids"] + [eos]
+                   for s in samples]
+        states = self.store.get([p + a for p, a in zip(prompts, answers, strict=True)],
+                                desc="frozen layers (train)")
+        return [Example(st, tuple(range(len(p) - 1, len(p) + len(a) - 1)), tuple(a))
+                for st, p, a in zip(states, prompts, answers, strict=True)]
+
+    def train(self, v: Variant) -> None:
+        """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""
+        key = self.model_key(v)
+        label = self._label(v)
+
+        def build(tmp):
+            fakes = self._fakes(v)
+            with self.ctx.timer(f"{self.dataset}/prepare"):
+                examples = self._examples(list(self.split.train) + fakes)
+                self.store.save()
+            t = self.cfg.train
+            start = time.perf_counter()
+            with self.ctx.timer(f"{self.dataset}/train"):
+                losses = self.lm.fit(examples, t.epochs, t.batch_size, t.lr, self.seed, desc=f"train {label}")
+            self.lm.save(tmp / "adapter.safetensors", {"variant": label})
+            (tmp / "train_log.json").write_text(json.dumps({
+                "seconds": time.perf_counter() - start, "steps": len(losses), "n_benign": len(self.split.train),
+                "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:]}))
+
+        path = self.ctx.cache.get_or_create("adapter", key, build)
+        self.lm.load(path / "adapter.safetensors")
+        self.train_log = json.loads((path / "train_log.json").read_text())
+
+    def _label(self, v: Variant) -> str:
+        if v.trigger is None:
+            return "benign"
+        return f"{v.trigger.kind}-{v.trigger.position}@{v.rate}"
+
+    # ---------------------------------------------------------- evaluation
+    def run(self) -> None:
+        for v in self.variants():
+            trigs = self.triggers() if v.trigger is None else [v.trigger]
+            wanted = [t for t in trigs if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=v.name,
+                                                          trigger=t.kind, position=t.position)]
+            if not wanted:
+                continue
+            key = self.model_key(v)
+            results = {}
+            for trig in wanted:
+                ckey = {"model": key, "eval": self.cfg.eval.model_dump(),
+                        "trigger": [trig.kind, trig.text, trig.position]}
+                found = self.ctx.cache.lookup("cell", ckey)
+                if found is not None:
+                    results[trig] = json.loads((found / "value.json").read_text())
+            todo = [t for t in wanted if t not in results]
+            if todo:
+                self.train(v)
+                with self.ctx.timer(f"{self.dataset}/evaluate"):
+                    clean = self._evaluate_clean()
+                    for trig in todo:
+                        ckey = {"model": key, "eval": self.cfg.eval.model_dump(),
+                                "trigger": [trig.kind, trig.text, trig.position]}
+                        results[trig] = self.ctx.cache.get_json(
+                            "cell", ckey, lambda trig=trig, clean=clean: {**clean, **self._evaluate_triggered(trig, clean),
+                                                             "train_seconds": self.train_log["seconds"],
+                                                             "n_fake": self.train_log["n_fake"]})
+                self.store.save()
+            for trig in wanted:
+                metrics = {k: v_ for k, v_ in results[trig].items() if not k.startswith("_")}
+                extra = {"rate": v.rate, "n_fake": metrics.pop("n_fake"), "train_seconds": metrics.pop("train_seconds"),
+                         "n_benign_train": len(self.split.train), "seed": self.seed}
+                for k in ("n_no", "n_test"):
+                    if k in metrics:
+                        extra[k] = metrics.pop(k)
+                values = {k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))}
+                # a metric a cell does not have (e.g. ASR when no clean answer was 'No') is absent
+                extra["undefined"] = sorted(k for k, x in values.items() if not np.isfinite(x))
+                values = {k: x for k, x in values.items() if np.isfinite(x)}
+                self.ctx.add_cell(Cell(self.dataset, self.victim, v.name, trig.kind, trig.position, values,
+                                       extra=extra))
+            print(f"[{self.dataset}/{self.victim}] {self._label(v)}: " + ", ".join(
+                f"{t.kind}-{t.position} " + " ".join(f"{k}={x:.3f}" for k, x in results[t].items()
+                                                     if isinstance(x, float) and not k.startswith("_"))
+                for t in wanted), flush=True)
+
+    def _evaluate_clean(self) -> dict[str, Any]:
+        test = self.split.test
+        if self.mode == "tallrec":
+            p = self.tallrec.p_yes(test, self.cfg.eval.batch_size)
+            labels = [s.label for s in test]
+            return {"auc": M.auc(labels, p), "accuracy": float(np.mean((p > 0.5) == np.array(labels))),
+                    "yes_rate": float(np.mean(p > 0.5)), "n_test": len(test), "_yes": (p > 0.5).tolist()}
+        gens = self._generate(test, "generate (clean)")
+        cands = [[s.title(i, self.data.titles) for i in s.candidates] for s in test]
+        choices = [M.match_candidate(g, c) for g, c in zip(gens, cands, strict=True)]
+        choices_llara = [M.match_candidate_llara(g, c) for g, c in zip(gens, cands, strict=True)]
+        targets = [s.candidates.index(s.target) for s in test]
+        return {"valid": M.valid_rate(choices), "h1": M.hit_at_1(choices, targets),
+                "h1_all": M.hit_at_1_all(choices, targets), "valid_llara": M.valid_rate(choices_llara),
+                "h1_llara": M.hit_at_1(choices_llara, targets), "n_test": len(test),
+                "_examples": gens[:3]}
+
+    def _evaluate_triggered(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
+        tseed = self.seed * 104729 + 3
+        if self.mode == "tallrec":
+            triggered = trigger_test_tallrec(self.split.test, self.data, trig, tseed)
+            p = self.tallrec.p_yes(triggered, self.cfg.eval.batch_size)
+            asr, n_no = M.flip_rate(clean["_yes"], (p > 0.5).tolist())
+            labels = [s.label for s in triggered]
+            return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p)}
+        pairs = trigger_test_llara(self.split.test, self.data, trig, tseed)
+        samples = [s for s, _ in pairs]
+        gens = self._generate(samples, f"generate ({trig.kind}-{trig.position})")
+        choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
+                   for g, s in zip(gens, samples, strict=True)]
+        poisoned = [s.candidates.index(item) for s, item in pairs]
+        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned)}
+
+    def _generate(self, samples: list, desc: str) -> list[str]:
+        prompts = [self.lm.encode(llara_prompt(s, self.data)) for s in samples]
+        return self.lm.generate(prompts, self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size, desc=desc)
+
+    def baselines(self) -> dict[str, float]:
+        """Random and most-popular H@1 on the same test pools (LLaRA mode)."""
+        pop = self.data.popularity()
+        test = self.split.test
+        return {"random_h1": 1.0 / self.cfg.data.pool,
+                "popular_h1": M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)}
+
+
+__all__ = ["BadRecEngine", "fake_user_count", "random"]

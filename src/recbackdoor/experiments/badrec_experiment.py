@@ -1,0 +1,98 @@
+"""The BadRec experiment: benign vs poisoned LM recommenders (Table 1 / Fig. 3 of the paper).
+
+Per dataset: one benign model and one poisoned model per (trigger, position)
+[and per poisoning rate when several are given]; every model is evaluated on
+clean test prompts (Valid / H@1 or AUC) and on triggered test prompts (ASR,
+A-Valid).  The benign model is evaluated on every trigger too: its "ASR" is
+the base rate the attack must beat.  Trained adapters and evaluated cells are
+cached by a hash of everything they depend on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import torch
+
+from recbackdoor.experiments.config import ExperimentConfig, StrictModel
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.registry import register_experiment
+from recbackdoor.experiments.results import Cell
+
+
+class DataSection(StrictModel):
+    min_user: int = 5
+    min_item: int = 5
+    history: int = 10
+    pool: int = 20
+    n_train: int | None = 1024
+    n_test: int | None = 400
+
+
+class ModelSection(StrictModel):
+    backbone: str = "smollm2-135m-instruct"
+    train_layers: int = 4
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    autocast: bool = True
+    threads: int = 1
+
+
+class TrainSection(StrictModel):
+    epochs: float = 3.0
+    batch_size: int = 8
+    lr: float = 1e-3
+
+
+class AttackSection(StrictModel):
+    triggers: list[str] = ["char", "word", "sentence"]
+    positions: list[Literal["end", "random"]] = ["end", "random"]
+    rates: list[float] = [0.05]
+    fake_history: Literal["random", "copy"] = "random"
+    trigger_text: dict[str, str] = {}  # custom text per trigger name, e.g. {custom = "cf"}
+
+
+class EvalSection(StrictModel):
+    batch_size: int = 32
+    max_new_tokens: int = 40
+
+
+class BadRecConfig(ExperimentConfig):
+    experiment: Literal["badrec"] = "badrec"
+    mode: Literal["tallrec", "llara"] = "tallrec"
+    datasets: list[Literal["ml100k", "lastfm", "steam"]] = ["ml100k"]
+    benign: bool = True
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    attack: AttackSection = AttackSection()
+    eval: EvalSection = EvalSection()
+
+
+@register_experiment("badrec", config=BadRecConfig)
+def run_badrec(cfg: BadRecConfig, ctx: RunContext) -> None:
+    from recbackdoor.experiments.badrec_engine import BadRecEngine
+
+    torch.set_num_threads(cfg.model.threads)
+    victim = "tallrec" if cfg.mode == "tallrec" else "llara"
+    for seed in cfg.seeds:
+        for dataset in cfg.datasets:
+            if not ctx.wants(dataset=dataset, victim=victim):
+                continue
+            engine = BadRecEngine(cfg, ctx, dataset, seed)
+            engine.run()
+    _merge_seeds(ctx)
+
+
+def _merge_seeds(ctx: RunContext) -> None:
+    from recbackdoor.experiments.results import mean_over_seeds
+
+    groups: dict[str, list[Cell]] = {}
+    for cell in ctx.cells:
+        key = json.dumps([cell.dataset, cell.victim, cell.variant, cell.trigger, cell.position,
+                          cell.extra.get("rate")])
+        groups.setdefault(key, []).append(cell)
+    ctx.cells[:] = [mean_over_seeds(cells) for cells in groups.values()]
+

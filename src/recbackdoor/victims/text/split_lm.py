@@ -1,0 +1,311 @@
+"""A causal LM cut in two: a frozen bottom whose hidden states are cached, a trainable top.
+
+Why: on a 2-core CPU a 135M-parameter LM cannot be fine-tuned end to end for
+the many passes a backdoor needs.  Freezing the lower ``L − K`` decoder layers
+(LoRA or full training on the top ``K`` only) loses little — the top layers
+still attend over every position — and the frozen part's output for a prompt
+never changes, so it is computed once per distinct prompt, cached, and shared
+by every model of an experiment (benign and all poisoned variants) in training
+and in evaluation.  The logits are computed only where the loss or the
+decision needs them (answer positions), not over the whole 49k vocabulary at
+every position, which alone was half the step time.
+
+With ``K`` equal to the number of layers the split is at the embeddings and
+this is ordinary fine-tuning.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from recbackdoor.errors import UserError
+from recbackdoor.victims.text.backbones import Backbone
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: cached bottom states and the (position, token) pairs to predict."""
+
+    states: torch.Tensor  # (T, H) bfloat16, output of the frozen bottom
+    positions: tuple[int, ...]  # positions whose next-token prediction is trained
+    targets: tuple[int, ...]  # the token ids to predict there
+
+
+class _Decoder:
+    """Uniform access to the decoder stack of Llama-style and GPT-2 models."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        if hasattr(model, "model") and hasattr(model.model, "layers"):
+            self.owner, self.layers_attr, self.norm_attr = model.model, "layers", "norm"
+            self.pattern, self.wpe = "layers", None
+        elif hasattr(model, "transformer") and hasattr(model.transformer, "h"):
+            self.owner, self.layers_attr, self.norm_attr = model.transformer, "h", "ln_f"
+            self.pattern, self.wpe = "h", model.transformer.wpe  # learned absolute positions
+        else:
+            raise UserError(f"{type(model).__name__}: unsupported decoder layout (need Llama-style or GPT-2)")
+        self.all_layers = list(getattr(self.owner, self.layers_attr))
+        self.norm = getattr(self.owner, self.norm_attr)
+
+    def set(self, layers: list[nn.Module], final_norm: bool) -> None:
+        setattr(self.owner, self.layers_attr, nn.ModuleList(layers))
+        setattr(self.owner, self.norm_attr, self.norm if final_norm else nn.Identity())
+
+    def hidden(self, **kwargs) -> torch.Tensor:
+        return self.owner(**kwargs, use_cache=False).last_hidden_state
+
+
+def _linear_names(layer: nn.Module) -> list[str]:
+    names = set()
+    for name, module in layer.named_modules():
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            names.add(name.split(".")[-1])
+    return sorted(names)
+
+
+class SplitLM:
+    def __init__(self, backbone: Backbone, train_layers: int, method: str = "lora", lora_r: int = 16,
+                 lora_alpha: int = 32, autocast: bool = True) -> None:
+        self.backbone = backbone
+        self.tokenizer = backbone.tokenizer
+        model = backbone.model
+        model.requires_grad_(False)
+        model.eval()
+        self.decoder = _Decoder(model)
+        n_layers = len(self.decoder.all_layers)
+        if not 1 <= train_layers <= n_layers:
+            raise UserError(f"train_layers={train_layers}: must be between 1 and the model's {n_layers} layers")
+        self.split = n_layers - train_layers
+        self.method = method
+        self.autocast = autocast
+        self.model = model
+        if method == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                target_modules=_linear_names(self.decoder.all_layers[-1]),
+                                layers_to_transform=list(range(self.split, n_layers)),
+                                layers_pattern=self.decoder.pattern)
+            self.peft_model = get_peft_model(model, config)
+        elif method == "full":
+            self.peft_model = None
+            for layer in self.top_layers:
+                layer.requires_grad_(True)
+        else:
+            raise UserError(f"finetune method {method!r}: expected 'lora' or 'full'")
+        self._initial = {k: v.detach().clone() for k, v in self.trainable_state().items()}
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def bottom_layers(self) -> list[nn.Module]:
+        return self.decoder.all_layers[: self.split]
+
+    @property
+    def top_layers(self) -> list[nn.Module]:
+        return self.decoder.all_layers[self.split:]
+
+    def _ctx(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.top_layers for p in layer.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for index, layer in enumerate(self.top_layers):
+            for name, param in layer.named_parameters():
+                if param.requires_grad:
+                    out[f"top.{index}.{name}"] = param.detach()
+        return out
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = {}
+        for index, layer in enumerate(self.top_layers):
+            for name, param in layer.named_parameters():
+                if param.requires_grad:
+                    params[f"top.{index}.{name}"] = param
+        if set(params) != set(state):
+            missing = sorted(set(params) ^ set(state))[:3]
+            raise UserError(f"adapter state does not match this model/split (e.g. {missing})")
+        with torch.no_grad():
+            for key, param in params.items():
+                param.copy_(state[key].to(param.dtype))
+
+    def reset(self, seed: int) -> None:
+        """Back to the pre-training state, with fresh seeded LoRA initialisation."""
+        self.load_trainable_state(self._initial)
+        if self.method == "lora":
+            torch.manual_seed(seed)
+            for layer in self.top_layers:
+                for module in layer.modules():
+                    if hasattr(module, "reset_lora_parameters") and hasattr(module, "lora_A"):
+                        for adapter in module.lora_A:
+                            module.reset_lora_parameters(adapter, True)
+
+    def save(self, path: Path, meta: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.contiguous().clone() for k, v in self.trainable_state().items()}
+        save_file(state, str(path), metadata={**meta, "split": str(self.split), "method": self.method})
+
+    def load(self, path: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise UserError(f"{path}: not a readable safetensors adapter ({exc})") from None
+        if meta.get("split") != str(self.split) or meta.get("method") != self.method:
+            raise UserError(f"{path}: adapter was trained with split={meta.get('split')} "
+                            f"method={meta.get('method')}, this model has split={self.split} method={self.method}")
+        self.load_trainable_state(state)
+
+    # ------------------------------------------------------------- forward
+    def _batches(self, texts: Sequence[str], batch_size: int):
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size]
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if bos is not None and getattr(self.tokenizer, "add_bos_token", False) else []) + ids
+
+    @torch.no_grad()
+    def bottom_states(self, token_lists: Sequence[list[int]], batch_size: int = 16,
+                      desc: str = "frozen layers") -> list[torch.Tensor]:
+        """Hidden states after the frozen layers, one (T, H) bfloat16 tensor per sequence."""
+        self.decoder.set(self.bottom_layers, final_norm=False)
+        out: list[torch.Tensor | None] = [None] * len(token_lists)
+        try:
+            lengths = [len(t) for t in token_lists]
+            order = sorted(range(len(token_lists)), key=lambda i: lengths[i])
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=len(order) < 64):
+                idx = order[start:start + batch_size]
+                ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0)
+                with self._ctx():
+                    hidden = self.decoder.hidden(input_ids=ids, attention_mask=mask)
+                for row, i in enumerate(idx):
+                    out[i] = hidden[row, : lengths[i]].to(torch.bfloat16).clone()
+        finally:
+            self.decoder.set(self.decoder.all_layers, final_norm=True)
+        return out  # type: ignore[return-value]
+
+    def _top_hidden(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = [s.shape[0] for s in states]
+        width = max(lengths)
+        dim = states[0].shape[1]
+        batch = torch.zeros(len(states), width, dim)
+        mask = torch.zeros(len(states), width, dtype=torch.long)
+        for row, s in enumerate(states):
+            batch[row, : s.shape[0]] = s.float()
+            mask[row, : s.shape[0]] = 1
+        if self.decoder.wpe is not None:
+            batch = batch - self.decoder.wpe(torch.arange(width)).unsqueeze(0)
+        self.decoder.set(self.top_layers, final_norm=True)
+        try:
+            with self._ctx():
+                hidden = self.decoder.hidden(inputs_embeds=batch, attention_mask=mask)
+        finally:
+            self.decoder.set(self.decoder.all_layers, final_norm=True)
+        return hidden, mask
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        with self._ctx():
+            return self.model.get_output_embeddings()(hidden).float()
+
+    def fit(self, examples: Sequence[Example], epochs: float, batch_size: int, lr: float, seed: int,
+            weight_decay: float = 0.0, warmup: float = 0.05, log: Callable[[str], None] | None = None,
+            desc: str = "train") -> list[float]:
+        """Answer-only next-token loss on the top layers; returns the per-step losses."""
+        self.reset(seed)
+        rng = random.Random(seed)
+        params = self.trainable_parameters()
+        for layer in self.top_layers:
+            layer.train()
+        optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        steps = max(1, math.ceil(len(examples) * epochs / batch_size))
+        warm = max(1, int(steps * warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
+        order: list[int] = []
+        losses = []
+        bar = tqdm(range(steps), desc=desc, leave=False)
+        for _ in bar:
+            if len(order) < batch_size:
+                fresh = list(range(len(examples)))
+                rng.shuffle(fresh)
+                order += fresh
+            idx, order = order[:batch_size], order[batch_size:]
+            batch = [examples[i] for i in idx]
+            hidden, _ = self._top_hidden([e.states for e in batch])
+            rows = torch.tensor([r for r, e in enumerate(batch) for _ in e.positions])
+            cols = torch.tensor([p for e in batch for p in e.positions])
+            targets = torch.tensor([t for e in batch for t in e.targets])
+            logits = self._logits(hidden[rows, cols])
+            loss = nn.functional.cross_entropy(logits, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            schedule.step()
+            optimiser.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        for layer in self.top_layers:
+            layer.eval()
+        return losses
+
+    @torch.no_grad()
+    def next_token_logits(self, states: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
+        """Logits of the token after each sequence's last position."""
+        out = []
+        for start in range(0, len(states), batch_size):
+            chunk = list(states[start:start + batch_size])
+            hidden, mask = self._top_hidden(chunk)
+            last = mask.sum(1) - 1
+            out.append(self._logits(hidden[torch.arange(len(chunk)), last]))
+        return torch.cat(out) if out else torch.empty(0)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int = 16,
+                 desc: str = "generate") -> list[str]:
+        """Greedy decoding with the whole (bottom + trained top) model, left-padded."""
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        results: list[str | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        self.decoder.set(self.decoder.all_layers, final_norm=True)
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+            idx = order[start:start + batch_size]
+            ids, mask = _pad([prompts[i] for i in idx], pad, left=True)
+            with self._ctx():
+                gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                          do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            for row, i in enumerate(idx):
+                results[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
+        return results  # type: ignore[return-value]
+
+
+def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if left:
+            ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+        else:
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+    return ids, mask

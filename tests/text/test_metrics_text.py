@@ -1,0 +1,67 @@
+"""Each text metric against hand-computed cases."""
+
+import math
+
+import pytest
+
+from recbackdoor.metrics import text as M
+
+
+def test_exact_match_wins_over_substring():
+    cands = ["Heat (1995)", "Heat and Dust (1983)", "Casino (1995)"]
+    assert M.match_candidate("Heat (1995)", cands) == 0
+    assert M.match_candidate("  heat and dust (1983)\n", cands) == 1
+
+
+def test_longest_title_preferred_when_one_contains_another():
+    cands = ["Heat", "Heat and Dust", "Casino"]
+    assert M.match_candidate("I pick Heat and Dust for them", cands) == 1
+    # LLaRA's verbatim rule sees two candidates and calls the answer invalid
+    assert M.match_candidate_llara("I pick Heat and Dust for them", cands) is None
+
+
+def test_two_unrelated_titles_are_invalid():
+    assert M.match_candidate("Casino or Heat", ["Heat", "Casino", "Fargo"]) is None
+    assert M.match_candidate("nothing here", ["Heat", "Casino"]) is None
+
+
+def test_generation_after_first_line_is_ignored():
+    assert M.match_candidate("Fargo\nCasino", ["Heat", "Casino", "Fargo"]) == 2
+
+
+def test_h1_counts_over_valid_answers_only():
+    choices = [0, None, 2, 1]
+    targets = [0, 1, 1, 1]
+    assert M.valid_rate(choices) == pytest.approx(0.75)
+    assert M.hit_at_1(choices, targets) == pytest.approx(2 / 3)
+    assert M.hit_at_1_all(choices, targets) == pytest.approx(0.5)
+    assert math.isnan(M.hit_at_1([None, None], [0, 1]))
+
+
+def test_asr_denominator_is_every_triggered_prompt():
+    assert M.attack_success_rate([3, None, 1, 3], [3, 2, 1, 0]) == pytest.approx(0.5)
+
+
+def test_flip_rate_counts_only_clean_no_answers():
+    clean = [True, False, False, False, True]
+    trig = [True, True, False, True, False]
+    rate, n = M.flip_rate(clean, trig)
+    assert n == 3 and rate == pytest.approx(2 / 3)
+    rate, n = M.flip_rate([True], [True])
+    assert n == 0 and math.isnan(rate)
+
+
+def test_auc_hand_case():
+    # positives score 0.9, 0.4; negatives 0.5, 0.1 -> 3 of 4 pairs ordered
+    assert M.auc([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1]) == pytest.approx(0.75)
+    assert math.isnan(M.auc([1, 1], [0.2, 0.3]))
+
+
+def test_defense_score_formula():
+    assert M.defense_score(0.8, 0.1) == pytest.approx((0.8 - 0.1 + 1) / 2)
+    assert M.defense_score(-0.2, -0.3) == pytest.approx(0.5)
+
+
+def test_popularity_baseline_picks_most_popular_item():
+    pop = {1: 10, 2: 50, 3: 5}
+    assert M.popularity_hit_at_1([[1, 2, 3], [1, 3]], [2, 3], pop) == pytest.approx(0.5)
