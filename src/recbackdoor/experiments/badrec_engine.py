@@ -210,15 +210,12 @@ class BadRecEngine:
                     for trig in todo:
                         ckey = {"model": key, "eval": self.cfg.eval.model_dump(),
                                 "trigger": [trig.kind, trig.text, trig.position]}
-                        results[trig] = self.ctx.cache.get_json(
-                            "cell", ckey, lambda trig=trig, clean=clean: {**clean, **self._evaluate_triggered(trig, clean),
-                                                             "train_seconds": self.train_log["seconds"],
-                                                             "n_fake": self.train_log["n_fake"]})
+                        results[trig] = self.ctx.cache.get_json("cell", ckey, lambda t=trig, c=clean: self._cell(t, c))
                 self.store.save()
             for trig in wanted:
                 metrics = {k: v_ for k, v_ in results[trig].items() if not k.startswith("_")}
-                extra = {"rate": v.rate, "n_fake": metrics.pop("n_fake"), "train_seconds": metrics.pop("train_seconds"),
-                         "n_benign_train": len(self.split.train), "seed": self.seed}
+                extra = {"rate": v.rate, "n_fake": metrics.pop("n_fake"), "n_benign_train": len(self.split.train),
+                         "train_seconds": metrics.pop("train_seconds"), "seed": self.seed}
                 for k in ("n_no", "n_test"):
                     if k in metrics:
                         extra[k] = metrics.pop(k)
@@ -232,6 +229,10 @@ class BadRecEngine:
                 f"{t.kind}-{t.position} " + " ".join(f"{k}={x:.3f}" for k, x in results[t].items()
                                                      if isinstance(x, float) and not k.startswith("_"))
                 for t in wanted), flush=True)
+
+    def _cell(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
+        return {**clean, **self._evaluate_triggered(trig, clean), "train_seconds": self.train_log["seconds"],
+                "n_fake": self.train_log["n_fake"]}
 
     def _evaluate_clean(self) -> dict[str, Any]:
         test = self.split.test
