@@ -69,7 +69,9 @@ class BadRecEngine:
                 self._lm = SplitLM(backbone, m.train_layers, m.method, m.lora_r, m.lora_alpha, m.autocast)
                 states = self.ctx.cache.root / "states"
                 states.mkdir(parents=True, exist_ok=True)
-                key = {k: v for k, v in self.base_key.items() if k != "seed"}
+                # frozen-layer states depend only on the backbone and where it is cut
+                key = {"backbone": m.backbone, "train_layers": m.train_layers, "autocast": m.autocast,
+                       "format": FORMAT}
                 self._store = StateStore(self._lm, states / f"{self.dataset}-{stable_hash(key)}.safetensors")
                 self._tallrec = TallrecRecommender(self._lm, self.data, self._store) if self.mode == "tallrec" \
                     else None
@@ -216,7 +218,7 @@ class BadRecEngine:
                 metrics = {k: v_ for k, v_ in results[trig].items() if not k.startswith("_")}
                 extra = {"rate": v.rate, "n_fake": metrics.pop("n_fake"), "n_benign_train": len(self.split.train),
                          "train_seconds": metrics.pop("train_seconds"), "seed": self.seed}
-                for k in ("n_no", "n_test"):
+                for k in ("n_no", "n_test", "n_triggered"):
                     if k in metrics:
                         extra[k] = metrics.pop(k)
                 values = {k: float(x) for k, x in metrics.items() if isinstance(x, (int, float))}
@@ -253,19 +255,22 @@ class BadRecEngine:
 
     def _evaluate_triggered(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
         tseed = self.seed * 104729 + 3
+        n = self.cfg.eval.n_triggered or len(self.split.test)
+        test = self.split.test[:n]
         if self.mode == "tallrec":
-            triggered = trigger_test_tallrec(self.split.test, self.data, trig, tseed)
+            triggered = trigger_test_tallrec(test, self.data, trig, tseed)
             p = self.tallrec.p_yes(triggered, self.cfg.eval.batch_size)
-            asr, n_no = M.flip_rate(clean["_yes"], (p > 0.5).tolist())
+            asr, n_no = M.flip_rate(clean["_yes"][:n], (p > 0.5).tolist())
             labels = [s.label for s in triggered]
-            return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p)}
-        pairs = trigger_test_llara(self.split.test, self.data, trig, tseed)
+            return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p), "n_triggered": len(test)}
+        pairs = trigger_test_llara(test, self.data, trig, tseed)
         samples = [s for s, _ in pairs]
         gens = self._generate(samples, f"generate ({trig.kind}-{trig.position})")
         choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
                    for g, s in zip(gens, samples, strict=True)]
         poisoned = [s.candidates.index(item) for s, item in pairs]
-        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned)}
+        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned),
+                "n_triggered": len(samples)}
 
     def _generate(self, samples: list, desc: str) -> list[str]:
         prompts = [self.lm.encode(llara_prompt(s, self.data)) for s in samples]

@@ -56,6 +56,7 @@ class AttackSection(StrictModel):
 
 class EvalSection(StrictModel):
     batch_size: int = 32
+    n_triggered: int | None = None  # triggered prompts = the first n test prompts (None: all)
     max_new_tokens: int = 40
 
 

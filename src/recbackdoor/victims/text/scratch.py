@@ -85,7 +85,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     rng = random.Random(seed)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False):
+    for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
         width_ = max(len(b) for b in batch)
         ids = torch.full((batch_size, width_), fast.eos_token_id)

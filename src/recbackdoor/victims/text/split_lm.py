@@ -191,7 +191,7 @@ class SplitLM:
         try:
             lengths = [len(t) for t in token_lists]
             order = sorted(range(len(token_lists)), key=lambda i: lengths[i])
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=len(order) < 64):
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None if len(order) >= 64 else True):
                 idx = order[start:start + batch_size]
                 ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0)
                 with self._ctx():
@@ -241,7 +241,7 @@ class SplitLM:
             optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         order: list[int] = []
         losses = []
-        bar = tqdm(range(steps), desc=desc, leave=False)
+        bar = tqdm(range(steps), desc=desc, leave=False, disable=None)
         for _ in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
@@ -286,7 +286,7 @@ class SplitLM:
         results: list[str | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         self.decoder.set(self.decoder.all_layers, final_norm=True)
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
             idx = order[start:start + batch_size]
             ids, mask = _pad([prompts[i] for i in idx], pad, left=True)
             with self._ctx():
