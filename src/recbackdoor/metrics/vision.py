@@ -1,0 +1,96 @@
+"""Vision-side metrics, one function per formula of the BadEmbNets paper.
+
+All rates are fractions in [0, 1].  Every function states its denominator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
+
+
+def benign_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """BA: share of clean test images classified correctly (denominator: all clean test images)."""
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
+
+
+def attack_success_rate(predicted: np.ndarray, source_labels: np.ndarray, target: int) -> float:
+    """ASR: share of triggered images whose true class is not the target that are classified as the target."""
+    keep = np.asarray(source_labels) != target
+    return float(np.mean(np.asarray(predicted)[keep] == target))
+
+
+def poison_target_ari(target_emb: np.ndarray, poisoned_emb: np.ndarray, seed: int = 0) -> float:
+    """ARI between k-means (k=2) on target ∪ poisoned embeddings and the true split (Table 3).
+
+    ≈1: poisoned items form their own cluster (BadNets); ≈0: blended into the target cluster.
+    """
+    x = np.concatenate([target_emb, poisoned_emb])
+    truth = np.r_[np.zeros(len(target_emb), int), np.ones(len(poisoned_emb), int)]
+    found = KMeans(2, n_init=10, random_state=seed).fit_predict(x)
+    return float(adjusted_rand_score(truth, found))
+
+
+def average_precision(relevant_in_rank_order: np.ndarray) -> float:
+    """AP of one ranked list: mean of precision@k over the ranks k holding a relevant item (0 if none)."""
+    rel = np.asarray(relevant_in_rank_order, bool)
+    if not rel.any():
+        return 0.0
+    hits = np.cumsum(rel)
+    ranks = np.flatnonzero(rel) + 1
+    return float(np.mean(hits[rel] / ranks))
+
+
+def mean_average_precision(query_emb: np.ndarray, query_labels: np.ndarray, db_emb: np.ndarray,
+                           db_labels: np.ndarray) -> float:
+    """MAP of Euclidean nearest-neighbour retrieval; relevant = database item with the query's label."""
+    d = ((query_emb ** 2).sum(1)[:, None] - 2 * query_emb @ db_emb.T + (db_emb ** 2).sum(1)[None, :])
+    order = np.argsort(d, axis=1, kind="stable")
+    rel = np.asarray(db_labels)[order] == np.asarray(query_labels)[:, None]
+    return float(np.mean([average_precision(r) for r in rel]))
+
+
+def targeted_map(poisoned_query_emb: np.ndarray, db_emb: np.ndarray, db_labels: np.ndarray, target: int) -> float:
+    """t-MAP: MAP with every (triggered) query relabelled to the target class."""
+    return mean_average_precision(poisoned_query_emb, np.full(len(poisoned_query_emb), target), db_emb, db_labels)
+
+
+def leave_one_out_auc(scores: np.ndarray, test_items: np.ndarray, seen: np.ndarray) -> float:
+    """VBPR's AUC: per user, share of unseen items scored below the held-out item; mean over users.
+
+    ``scores`` (users × items); ``seen`` (users × items) marks training and test interactions,
+    which are excluded from the negatives.
+    """
+    users = np.arange(len(test_items))
+    pos = scores[users, test_items][:, None]
+    negatives = ~seen
+    wins = ((scores < pos) & negatives).sum(1) + 0.5 * ((scores == pos) & negatives).sum(1)
+    return float(np.mean(wins / np.maximum(negatives.sum(1), 1)))
+
+
+def prediction_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """Δp (eqs. 9–10): mean over test items of the mean over users of p'_{u,i} − p_{u,i}. Arrays: users × items."""
+    per_item = (np.asarray(after) - np.asarray(before)).mean(0)
+    return float(per_item.mean())
+
+
+def hit_rate_at_n(item_scores: np.ndarray, nth_best_catalogue: np.ndarray) -> float:
+    """HR@N (eqs. 11a–b): share of (user, test item) pairs where the item beats the user's N-th best catalogue item.
+
+    ``item_scores`` users × test items (each test item inserted alone into the catalogue);
+    ``nth_best_catalogue`` per user, the N-th highest score among that user's candidate catalogue items.
+    """
+    hits = np.asarray(item_scores) > np.asarray(nth_best_catalogue)[:, None]
+    return float(hits.mean(0).mean())
+
+
+def delta_hit_rate(before: np.ndarray, after: np.ndarray, nth_best_catalogue: np.ndarray) -> float:
+    """ΔHR@N (eq. 11c): HR@N with triggered images minus HR@N with clean images."""
+    return hit_rate_at_n(after, nth_best_catalogue) - hit_rate_at_n(before, nth_best_catalogue)
+
+
+def detection_auroc(clean_scores: np.ndarray, poisoned_scores: np.ndarray) -> float:
+    """AUROC of a detector score where higher means 'more likely poisoned'."""
+    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(poisoned_scores))]
+    return float(roc_auc_score(y, np.r_[clean_scores, poisoned_scores]))
