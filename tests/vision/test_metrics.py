@@ -54,3 +54,14 @@ def test_prediction_shift_and_hit_rate():
 def test_detection_auroc_orders_scores():
     assert mv.detection_auroc(np.array([0.1, 0.2]), np.array([0.8, 0.9])) == 1.0
     assert mv.detection_auroc(np.array([0.8, 0.9]), np.array([0.1, 0.2])) == 0.0
+
+
+def test_pool_threshold_excludes_the_item_itself():
+    pool = np.array([[5.0, 4.0, 3.0, 1.0]])
+    bar = mv.pool_thresholds(pool, n=2)
+    # items 0 and 1 are in the top-2: their bar is the 3rd best (3.0); others face the 2nd best (4.0)
+    assert bar.tolist() == [[3.0, 3.0, 4.0, 4.0]]
+    assert mv.hit_rate_at_n(pool, bar) == 0.5
+    # item 3 restamped to 4.5 now enters the top-2; item 0 dropped to 0 leaves it
+    after = np.array([[0.0, 4.0, 3.0, 4.5]])
+    assert mv.delta_hit_rate(pool, after, bar) == pytest.approx(0.0)

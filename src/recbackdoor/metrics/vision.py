@@ -79,15 +79,30 @@ def hit_rate_at_n(item_scores: np.ndarray, nth_best_catalogue: np.ndarray) -> fl
     """HR@N (eqs. 11a–b): share of (user, test item) pairs where the item beats the user's N-th best catalogue item.
 
     ``item_scores`` users × test items (each test item inserted alone into the catalogue);
-    ``nth_best_catalogue`` per user, the N-th highest score among that user's candidate catalogue items.
+    ``nth_best_catalogue`` per user, the N-th highest score among that user's candidate catalogue items,
+    or per (user, item) as from :func:`pool_thresholds`.
     """
-    hits = np.asarray(item_scores) > np.asarray(nth_best_catalogue)[:, None]
+    bar = np.asarray(nth_best_catalogue)
+    hits = np.asarray(item_scores) > (bar[:, None] if bar.ndim == 1 else bar)
     return float(hits.mean(0).mean())
 
 
 def delta_hit_rate(before: np.ndarray, after: np.ndarray, nth_best_catalogue: np.ndarray) -> float:
     """ΔHR@N (eq. 11c): HR@N with triggered images minus HR@N with clean images."""
     return hit_rate_at_n(after, nth_best_catalogue) - hit_rate_at_n(before, nth_best_catalogue)
+
+
+def pool_thresholds(pool_scores: np.ndarray, n: int) -> np.ndarray:
+    """Per (user, item) bar to enter the top-N of a pool when that item is swapped for another version of itself.
+
+    The competitors of item i are the *other* pool items: if i is in the user's top-N, the bar is the
+    (N+1)-th best score, else the N-th.  ``pool_scores`` users × pool items (clean versions).
+    """
+    if pool_scores.shape[1] <= n:
+        return np.full(pool_scores.shape, -np.inf)
+    top = -np.sort(-pool_scores, axis=1)[:, : n + 1]
+    nth, next_ = top[:, n - 1 : n], top[:, n : n + 1]
+    return np.where(pool_scores >= nth, next_, nth)
 
 
 def detection_auroc(clean_scores: np.ndarray, poisoned_scores: np.ndarray) -> float:

@@ -71,13 +71,13 @@ def fit_vbpr(n_users: int, n_items: int, train_users: np.ndarray, train_items: n
     model = VBPR(n_users, n_items, feats.shape[1], settings.k, settings.k_visual)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     f = torch.as_tensor(feats, dtype=torch.float32)
-    seen = set(zip(train_users.tolist(), train_items.tolist(), strict=True))
+    seen = np.unique(train_users.astype(np.int64) * n_items + train_items)
     history = []
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         order = rng.permutation(len(train_users))
         neg = rng.integers(0, n_items, len(order))
-        clash = np.fromiter(((u, j) in seen for u, j in zip(train_users[order], neg, strict=True)), bool, len(order))
+        clash = np.isin(train_users[order].astype(np.int64) * n_items + neg, seen, assume_unique=False)
         neg[clash] = rng.integers(0, n_items, int(clash.sum()))
         total = 0.0
         for lo in range(0, len(order), settings.batch_size):

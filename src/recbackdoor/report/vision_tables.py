@@ -1,0 +1,139 @@
+"""Paper-shaped tables (BadEmbNets Tables 2–10, Fig. 5 data, defenses) from vision ``results.json`` files.
+
+    python -m recbackdoor.report.vision_tables docs/results/badembnets_*/results.json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from recbackdoor.experiments.results import load_results
+
+
+def _pct(v: float | None) -> str:
+    return "/" if v is None else f"{100 * v:.2f}"
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "/" if v is None else f"{v:.{digits}f}"
+
+
+def _find(cells: list[dict], **want: Any) -> dict | None:
+    extra_want = want.pop("extra", {})
+    for c in cells:
+        if all(c.get(k) == v for k, v in want.items()) and all(c.get("extra", {}).get(k) == v
+                                                                for k, v in extra_want.items()):
+            return c
+    return None
+
+
+def _metric(cells, name, **want) -> float | None:
+    c = _find(cells, **want)
+    return None if c is None else c["metrics"].get(name)
+
+
+def _main_keys(run: dict) -> dict:
+    t = run["config"]["trigger"]
+    label = t["pattern"] if t["size"] == 3 else f"{t['pattern']}{t['size']}"
+    return {"trigger": label, "position": t["position"]}
+
+
+def tables(runs: dict[str, dict]) -> str:
+    out = []
+    row = out.append
+    row("**Table 2/3 — BA, ASR (%) and ARI of poisoned vs target clusters**\n")
+    row("| backbone | model | BA | ASR | ARI |")
+    row("|---|---|---|---|---|")
+    for bb, run in runs.items():
+        cells, k = run["cells"], _main_keys(run)
+        for v in ("clean", "badnets", "badembnets"):
+            w = dict(dataset="fashion-mnist", victim="classifier", variant=v, **k)
+            row(f"| {bb} | {v} | {_pct(_metric(cells, 'ba', **w))} | {_pct(_metric(cells, 'asr', **w))} | "
+                f"{_num(_metric(cells, 'ari', **w))} |")
+    row("\n**Tables 4/5 — BadEmbNets with other trigger patterns, sizes, positions (trained and tested with it)**\n")
+    row("| backbone | trigger | position | BA | ASR | ARI |")
+    row("|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        for c in run["cells"]:
+            if c["victim"] == "classifier" and c["variant"] == "badembnets" and c["position"] != "random":
+                row(f"| {bb} | {c['trigger']} | {c['position']} | {_pct(c['metrics'].get('ba'))} | "
+                    f"{_pct(c['metrics'].get('asr'))} | {_num(c['metrics'].get('ari'))} |")
+    row("\n**Table 6 — ASR (%) with the trigger at the trained place vs a random place (test time)**\n")
+    row("| backbone | model | correct place | random place |")
+    row("|---|---|---|---|")
+    for bb, run in runs.items():
+        cells, k = run["cells"], _main_keys(run)
+        for v in ("badnets", "badembnets"):
+            a = _metric(cells, "asr", dataset="fashion-mnist", victim="classifier", variant=v, **k)
+            r = _metric(cells, "asr", dataset="fashion-mnist", victim="classifier", variant=v,
+                        trigger=k["trigger"], position="random")
+            row(f"| {bb} | {v} | {_pct(a)} | {_pct(r)} |")
+    row("\n**Tables 7/8 — VisRank MAP and t-MAP (%); transfer = categories held out of extractor training**\n")
+    row("| backbone | model | MAP | t-MAP | MAP (transfer) | t-MAP (transfer) |")
+    row("|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        cells, k = run["cells"], _main_keys(run)
+        for v in ("clean", "badnets", "badembnets"):
+            vals = [_metric(cells, m, dataset=d, victim="visrank", variant=v, **k)
+                    for d in ("fashion-mnist", "fashion-mnist-heldout") for m in ("map", "t_map")]
+            row(f"| {bb} | {v} | " + " | ".join(_pct(x) for x in vals) + " |")
+    row("\n**Tables 9/10 — VBPR AUC (%), Δp and ΔHR@10 (target group; 10a cold test items, 10b transfer items)**\n")
+    row("| backbone | model | AUC | Δp | ΔHR@10 | HR@10 clean→poisoned | Δp (transfer) | ΔHR@10 (transfer) |")
+    row("|---|---|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        cells, k = run["cells"], _main_keys(run)
+        dim = run["config"]["vbpr"]["k_visual"]
+        for v in ("clean", "badnets", "badembnets"):
+            a = _find(cells, dataset="fashion-mnist", victim="vbpr", variant=v, extra={"vbpr_dim": dim}, **k)
+            b = _find(cells, dataset="fashion-mnist-heldout", victim="vbpr", variant=v, **k)
+            if a is None:
+                continue
+            m, n = a["metrics"], (b or {"metrics": {}})["metrics"]
+            row(f"| {bb} | {v} | {_pct(m.get('auc'))} | {_num(m.get('delta_p'), 4)} | "
+                f"{_num(m.get('delta_hr10'), 4)} | {_num(m.get('hr10_clean'), 4)}→{_num(m.get('hr10_poisoned'), 4)} | "
+                f"{_num(n.get('delta_p'), 4)} | {_num(n.get('delta_hr10'), 4)} |")
+    row("\n**Fig. 5 — VBPR visual-factor dimension vs ΔHR@10 (and AUC)**\n")
+    row("| backbone | model | dim | AUC | Δp | ΔHR@10 |")
+    row("|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        for c in run["cells"]:
+            if c["victim"] == "vbpr" and c.get("extra", {}).get("study") == "vbpr_dim":
+                m = c["metrics"]
+                row(f"| {bb} | {c['variant']} | {c['extra']['vbpr_dim']} | {_pct(m.get('auc'))} | "
+                    f"{_num(m.get('delta_p'), 4)} | {_num(m.get('delta_hr10'), 4)} |")
+    row("\n**Defenses — STRIP (AUROC; TPR at 1 % FRR), Activation Clustering (TPR / FPR; target class flagged), "
+        "fine-tuning on clean data (BA / ASR per epoch, %)**\n")
+    row("| backbone | model | STRIP AUROC | STRIP TPR@FRR | AC TPR | AC FPR | AC flags target class | "
+        "AC silhouette target / others | fine-tune BA per epoch | fine-tune ASR per epoch |")
+    row("|---|---|---|---|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        cells, k = run["cells"], _main_keys(run)
+        for v in ("clean", "badnets", "badembnets"):
+            s = (_find(cells, variant=f"strip-{v}", **k) or {"metrics": {}})["metrics"]
+            a = (_find(cells, variant=f"ac-{v}", **k) or {"metrics": {}})["metrics"]
+            f = _find(cells, variant=f"finetune-{v}", **k)
+            ba = " ".join(_pct(x) for x in f["extra"]["ba_per_epoch"]) if f else "/"
+            asr = " ".join(_pct(x) for x in f["extra"]["asr_per_epoch"]) if f else "/"
+            flag = a.get("ac_target_class_flagged")
+            row(f"| {bb} | {v} | {_num(s.get('strip_auroc'))} | {_pct(s.get('strip_tpr'))} | "
+                f"{_pct(a.get('ac_tpr'))} | {_pct(a.get('ac_fpr'))} | "
+                f"{'/' if flag is None else ('yes' if flag else 'no')} | "
+                f"{_num(a.get('ac_silhouette_target'))} / {_num(a.get('ac_silhouette_others_median'))} | {ba} | "
+                f"{asr} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
+    runs = {}
+    for p in paths:
+        run = load_results(p)
+        runs[run["config"]["extractor"]["arch"]] = run
+    print(tables(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
