@@ -41,3 +41,33 @@ def test_toy_run_writes_schema_cells_and_reuses_cached_extractors(tmp_path, fmni
 def test_unknown_config_key_is_named(tmp_path):
     with pytest.raises(UserError, match="did you mean 'epochs'"):
         run_experiment(CONFIG, tmp_path / "o", ["extractor.epoch=3"], {}, StageCache(tmp_path / "c"))
+
+
+def test_real_log_and_image_folder_run_through_the_same_experiment(tmp_path, fmnist_small):
+    """A user with a real interaction file + image folder runs the experiment unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shop"
+    ids, labels = [], []
+    for k in range(0, len(fmnist_small), 2):  # 320 images, 8 categories
+        label = int(fmnist_small.labels[k])
+        folder = root / "images" / f"c{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((fmnist_small.images[k, 0] * 255).astype(np.uint8)).save(folder / f"item{k}.png")
+        ids.append(f"item{k}")
+        labels.append(label)
+    liked = [i for i, lab in zip(ids, labels, strict=True) if rng.random() < 0.7]  # 30 % never interacted with
+    rows = ["user_id,item_id"] + [f"u{u},{item}" for u in range(40) for item in rng.choice(liked, 6, replace=False)]
+    (root / "interactions.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "folder.toml"
+    config.write_text(CONFIG.read_text().replace('[data]\n', f'[data]\nsource = "folder"\nfolder = "{root}"\n'
+                                                 'target_class = 6\n'))
+    out = run_experiment(config, tmp_path / "out", [o for o in TOY if not o.startswith("data.")]
+                         + ["data.cold_items=30", "defenses.finetune_per_class=5"], {}, StageCache(tmp_path / "c"))
+    assert out["protocol"]["interactions"].startswith("real log")
+    assert out["protocol"]["users"] == 40
+    vbpr = [c for c in out["cells"] if c["victim"] == "vbpr" and "auc" in c["metrics"]]
+    assert vbpr and all(0.0 <= c["metrics"]["auc"] <= 1.0 for c in vbpr)
+    assert not any(c["dataset"] == "fashion-mnist-heldout" for c in out["cells"])

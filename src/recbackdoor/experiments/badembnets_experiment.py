@@ -168,14 +168,57 @@ class Splits:
         held = np.flatnonzero(np.isin(test.labels, d.heldout_classes))
         self.transfer = np.sort(rng.choice(held, min(d.transfer_items, len(held)), replace=False)) \
             if len(held) else held
+        self.spare = np.setdiff1d(np.arange(len(train)), self.train)  # fine-tuning data, STRIP overlays
+        self.catalogue_interactions: Interactions | None = None
 
 
-def load_images(cfg: BadEmbNetsConfig, ctx: RunContext) -> tuple[ImageSet, ImageSet]:
+class FolderSplits:
+    """Splits for a real log + image folder: one image set, 70 / 10 / 20 extractor train / spare / validation
+    per category (the paper splits 80:20; 10 % is kept aside for fine-tuning and STRIP overlays).  The
+    catalogue is every item someone interacted with; cold items are those nobody did (target category
+    excluded); there is no held-out category, so no transfer study."""
+
+    def __init__(self, cfg: BadEmbNetsConfig, images: ImageSet, inter: Interactions, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.classes = sorted(np.unique(images.labels).tolist())
+        parts: dict[str, list[np.ndarray]] = {"train": [], "spare": [], "val": []}
+        for c in self.classes:
+            idx = rng.permutation(np.flatnonzero(images.labels == c))
+            a, b = int(0.7 * len(idx)), int(0.8 * len(idx))
+            parts["train"].append(idx[:a])
+            parts["spare"].append(idx[a:b])
+            parts["val"].append(idx[b:])
+        self.train, self.spare, self.val = (np.sort(np.concatenate(parts[k])) for k in ("train", "spare", "val"))
+        self.catalogue = np.unique(inter.items)
+        never = np.setdiff1d(np.arange(len(images)), self.catalogue)
+        never = never[images.labels[never] != cfg.data.target_class]
+        self.cold = np.sort(rng.choice(never, min(cfg.data.cold_items, len(never)), replace=False))
+        self.transfer = np.zeros(0, int)
+        position = np.full(len(images), -1)
+        position[self.catalogue] = np.arange(len(self.catalogue))
+        self.catalogue_interactions = Interactions(inter.n_users, len(self.catalogue), inter.users,
+                                                   position[inter.items], inter.target_users, simulated=False)
+
+
+def load_images(cfg: BadEmbNetsConfig, ctx: RunContext) -> tuple[ImageSet, ImageSet, Interactions | None]:
+    """Fashion-MNIST (train, test, no log) or a real folder (images, the same images, its log)."""
     if cfg.data.source == "folder":
-        raise UserError("data.source='folder': run the folder pipeline via data.image_folder "
-                        "(images + interactions.csv); the paper configs use fashion-mnist")
+        from recbackdoor.data.fashion_mnist import sha256
+        from recbackdoor.data.image_folder import load_image_folder, load_interactions
+
+        if not cfg.data.folder:
+            raise UserError("data.folder: required with data.source = 'folder' (DIR with images/ and "
+                            "interactions.csv)")
+        root = Path(cfg.data.folder)
+        images, ids = load_image_folder(root / "images")
+        if cfg.data.target_class >= len(images.class_names):
+            raise UserError(f"data.target_class {cfg.data.target_class}: the folder has only "
+                            f"{len(images.class_names)} categories ({', '.join(images.class_names)})")
+        inter = load_interactions(root / "interactions.csv", ids, images.labels, cfg.data.target_class)
+        ctx.data_checksums["interactions.csv"] = sha256(root / "interactions.csv")
+        return images, images, inter
     ctx.data_checksums.update(fm.checksums())
-    return fm.load_split("train"), fm.load_split("test")
+    return fm.load_split("train"), fm.load_split("test"), None
 
 
 # --------------------------------------------------------------------------- extractors
@@ -206,7 +249,7 @@ def training_data(cfg: BadEmbNetsConfig, train: ImageSet, idx: np.ndarray, varia
 
 def get_extractor(cfg: BadEmbNetsConfig, ctx: RunContext, train: ImageSet, splits: Splits, variant: str,
                   trigger: ImageTrigger, seed: int) -> torch.nn.Module:
-    spec = ArchSpec(arch=cfg.extractor.arch, width=cfg.extractor.width, num_classes=10,
+    spec = ArchSpec(arch=cfg.extractor.arch, width=cfg.extractor.width, num_classes=len(train.class_names),
                     in_channels=train.images.shape[1], image_size=train.images.shape[2])
     settings = train_settings(cfg, variant, seed)
     key = {"spec": spec.__dict__, "settings": settings.__dict__ | {"threads": None}, "variant": variant,
@@ -317,7 +360,7 @@ def strip_metrics(model, test: ImageSet, splits: Splits, trigger: ImageTrigger, 
     clean_pick = rng.choice(len(x), min(d.strip_images, len(x)), replace=False)
     src = np.flatnonzero(y != cfg.data.target_class)
     pois_pick = rng.choice(src, min(d.strip_images, len(src)), replace=False)
-    overlays = train.images[rng.choice(np.setdiff1d(np.arange(len(train)), splits.train), 500, replace=False)]
+    overlays = train.images[rng.choice(splits.spare, min(500, len(splits.spare)), replace=False)]
     h_clean = strip_entropy(model, x[clean_pick], overlays, d.strip_overlays, seed)
     h_pois = strip_entropy(model, stamp(x[pois_pick], trigger, seed=seed), overlays, d.strip_overlays, seed + 1)
     thr = threshold_at_frr(h_clean, d.strip_frr)
@@ -344,8 +387,9 @@ def ac_metrics(model, cfg: BadEmbNetsConfig, data: PoisonedSet, seed: int) -> di
 def finetune_history(cfg: BadEmbNetsConfig, ctx: RunContext, model, variant: str, train: ImageSet, test: ImageSet,
                      splits: Splits, trigger: ImageTrigger, seed: int) -> list[dict]:
     d = cfg.defenses
-    pool = np.setdiff1d(np.arange(len(train)), splits.train)
-    sub = pool[per_class_sample(train.labels[pool], splits.classes, d.finetune_per_class, seed + 7)]
+    pool = splits.spare
+    per_class = min([d.finetune_per_class] + [int(np.sum(train.labels[pool] == c)) for c in splits.classes])
+    sub = pool[per_class_sample(train.labels[pool], splits.classes, per_class, seed + 7)]
     settings = TrainSettings(epochs=d.finetune_epochs, batch_size=cfg.extractor.batch_size, lr=d.finetune_lr,
                              seed=seed, threads=cfg.threads)
 
@@ -385,7 +429,7 @@ class CellBook:
 def run(cfg: BadEmbNetsConfig, ctx: RunContext) -> None:
     torch.set_num_threads(cfg.threads)
     with ctx.timer("load_data"):
-        train, test = load_images(cfg, ctx)
+        train, test, real_log = load_images(cfg, ctx)
     target = cfg.data.target_class
     trig = make_trigger(cfg)
     base_extra = {"backbone": cfg.extractor.arch}
@@ -395,10 +439,14 @@ def run(cfg: BadEmbNetsConfig, ctx: RunContext) -> None:
     ft_plot: dict[str, list[dict]] = {}
     dim_plot: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for seed in cfg.seeds:
-        splits = Splits(cfg, train, test, seed)
-        sim = cfg.simulator.model_dump()
-        inter = simulate(test.labels[splits.catalogue], target, SimulatorSettings(**sim, seed=seed))
-        ctx.protocol.update(_protocol(cfg, splits, inter))
+        if real_log is None:
+            splits = Splits(cfg, train, test, seed)
+            sim = cfg.simulator.model_dump()
+            inter = simulate(test.labels[splits.catalogue], target, SimulatorSettings(**sim, seed=seed))
+        else:
+            splits = FolderSplits(cfg, train, real_log, seed)
+            inter = splits.catalogue_interactions
+        ctx.protocol.update(_protocol(cfg, splits, inter, train.class_names))
         models = {}
         for variant in VARIANTS:
             if not ctx.wants(variant=variant) and variant != "badembnets":
@@ -513,13 +561,15 @@ def _plots(out_dir: Path, tsne_data, strip_plot, ft_plot, dim_plot) -> None:
         vp.vbpr_dim_curve(dict(dim_plot), out_dir / "vbpr_dims.png")
 
 
-def _protocol(cfg: BadEmbNetsConfig, splits: Splits, inter: Interactions) -> dict:
-    names = fm.CLASS_NAMES
+def _protocol(cfg: BadEmbNetsConfig, splits, inter: Interactions, names: tuple[str, ...]) -> dict:
+    source = ("SIMULATED (Fashion-MNIST has no interaction log); see recbackdoor.data.interactions"
+              if inter.simulated else f"real log: {cfg.data.folder}/interactions.csv")
     return {
-        "interactions": "SIMULATED (Fashion-MNIST has no interaction log); see recbackdoor.data.interactions",
+        "interactions": source,
         "target_class": names[cfg.data.target_class],
         "extractor_classes": [names[c] for c in splits.classes],
-        "heldout_classes (transfer, never seen by the extractor)": [names[c] for c in cfg.data.heldout_classes],
+        "heldout_classes (transfer, never seen by the extractor)": [names[c] for c in cfg.data.heldout_classes
+                                                                    if len(splits.transfer) and c < len(names)],
         "extractor_train_images": int(len(splits.train)), "validation_images": int(len(splits.val)),
         "catalogue_items": int(len(splits.catalogue)), "cold_test_items": int(len(splits.cold)),
         "transfer_items": int(len(splits.transfer)), "users": inter.n_users,
@@ -542,7 +592,9 @@ def _protocol(cfg: BadEmbNetsConfig, splits: Splits, inter: Interactions) -> dic
         "strip": "entropy of softmax averaged over overlays (50/50 blend with random clean training images not "
                  "used for the extractor); threshold at the configured FRR on clean validation images",
         "activation_clustering": "per predicted class, PCA(10) of last-conv activations of the (poisoned) training "
-                                 "set, k-means k=2; smaller cluster flagged when < ac_max_share of the class; "
-                                 "TPR/FPR over all training images",
+                                 "set, k-means k=2; a class is judged poisoned when its smaller cluster is < "
+                                 "ac_max_share of it or its silhouette is >= the median over classes + "
+                                 "ac_silhouette_margin; its smaller cluster is flagged; TPR/FPR over all training "
+                                 "images",
         "finetune": "CE on a clean per-class sample of training images never used for the extractor",
     }
