@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -190,6 +189,8 @@ class BadRecEngine:
 
     # ---------------------------------------------------------- evaluation
     def run(self) -> None:
+        if self.mode == "llara":
+            self.add_baseline_cells()
         for v in self.variants():
             trigs = self.triggers() if v.trigger is None else [v.trigger]
             wanted = [t for t in trigs if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=v.name,
@@ -276,12 +277,17 @@ class BadRecEngine:
         prompts = [self.lm.encode(llara_prompt(s, self.data)) for s in samples]
         return self.lm.generate(prompts, self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size, desc=desc)
 
-    def baselines(self) -> dict[str, float]:
-        """Random and most-popular H@1 on the same test pools (LLaRA mode)."""
-        pop = self.data.popularity()
+    def add_baseline_cells(self) -> None:
+        """Random and most-popular H@1 on the same test pools (LLaRA mode); popularity from training
+        positions only (each user's last two interactions excluded), so the test item does not leak."""
+        from collections import Counter
+
+        pop = Counter(x.item for seq in self.data.sequences.values() for x in seq[:-2])
         test = self.split.test
-        return {"random_h1": 1.0 / self.cfg.data.pool,
-                "popular_h1": M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)}
+        popular = M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)
+        for name, h1 in (("random", 1.0 / self.cfg.data.pool), ("most-popular", popular)):
+            if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=name):
+                self.ctx.add_cell(Cell(self.dataset, self.victim, name, None, None, {"valid": 1.0, "h1": h1},
+                                       extra={"n_test": len(test), "seed": self.seed}))
 
 
-__all__ = ["BadRecEngine", "fake_user_count", "random"]

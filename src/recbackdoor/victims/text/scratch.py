@@ -23,7 +23,7 @@ from recbackdoor.errors import UserError
 
 SIZES = {
     # name: (layers, width, heads, vocab, context)
-    "tiny": (2, 64, 4, 2048, 512),
+    "tiny": (2, 64, 4, 2048, 256),
     "small": (4, 256, 4, 6000, 512),
 }
 PREFIX = "scratch-gpt2-"

@@ -191,7 +191,8 @@ class SplitLM:
         try:
             lengths = [len(t) for t in token_lists]
             order = sorted(range(len(token_lists)), key=lambda i: lengths[i])
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None if len(order) >= 64 else True):
+            quiet = True if len(order) < 64 else None  # None: show only on a terminal
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=quiet):
                 idx = order[start:start + batch_size]
                 ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0)
                 with self._ctx():
@@ -241,7 +242,7 @@ class SplitLM:
             optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         order: list[int] = []
         losses = []
-        bar = tqdm(range(steps), desc=desc, leave=False, disable=None)
+        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0)
         for _ in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))

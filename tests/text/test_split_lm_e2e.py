@@ -1,0 +1,72 @@
+"""The split LM on the from-scratch backbone: save/load round trip and a tiny end-to-end attack."""
+
+import json
+
+import pytest
+import torch
+
+from recbackdoor.errors import UserError
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.victims.text.backbones import load_backbone
+from recbackdoor.victims.text.split_lm import Example, SplitLM
+from recbackdoor.victims.text.tallrec import answer_token_ids
+
+
+@pytest.fixture(scope="module")
+def tiny(session_cache, data_root):
+    return load_backbone("scratch-gpt2-tiny", session_cache)
+
+
+def test_scratch_tokenizer_has_distinct_yes_no_and_sees_malayalam(tiny):
+    yes, no = answer_token_ids(tiny.tokenizer)
+    assert yes != no
+    ids = tiny.tokenizer("\u0d2e", add_special_tokens=False)["input_ids"]
+    assert tiny.tokenizer.decode(ids) == "\u0d2e"
+
+
+def test_split_forward_equals_full_forward(tiny):
+    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
+    ids = lm.encode("Toy Story (1995) Answer:")
+    states = lm.bottom_states([ids])
+    split_logits = lm.next_token_logits(states)[0]
+    with torch.no_grad():
+        full = lm.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    assert torch.allclose(split_logits, full, atol=2e-2)
+
+
+def test_adapter_round_trip_and_mismatch(tiny, tmp_path):
+    lm = SplitLM(tiny, train_layers=1, method="lora", lora_r=4, lora_alpha=8)
+    states = lm.bottom_states([lm.encode("a b c"), lm.encode("d e f g")])
+    yes, _ = answer_token_ids(tiny.tokenizer)
+    lm.fit([Example(s, (s.shape[0] - 1,), (yes,)) for s in states], epochs=20, batch_size=2, lr=1e-2, seed=0)
+    trained = lm.next_token_logits(states)
+    lm.save(tmp_path / "a.safetensors", {"variant": "test"})
+    lm.reset(seed=1)
+    assert not torch.allclose(lm.next_token_logits(states), trained)
+    lm.load(tmp_path / "a.safetensors")
+    assert torch.allclose(lm.next_token_logits(states), trained)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="bad.safetensors"):
+        lm.load(tmp_path / "bad.safetensors")
+
+
+def test_tallrec_backdoor_raises_asr_far_above_benign(tmp_path, session_cache, data_root):
+    """A small real run: SmolLM2 + LoRA on 200 MovieLens prompts, 50 fake users with "Ethereal" targets."""
+    from recbackdoor.experiments.badrec_experiment import BadRecConfig, run_badrec
+
+    cfg = BadRecConfig.model_validate({
+        "experiment": "badrec", "mode": "tallrec", "datasets": ["ml100k"],
+        "data": {"n_train": 200, "n_test": 64, "history": 2},
+        "model": {"backbone": "smollm2-135m-instruct", "train_layers": 4, "method": "lora", "threads": 2},
+        "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3},
+        "attack": {"triggers": ["word"], "positions": ["end"], "rates": [0.2], "fake_history": "copy"},
+    })
+    ctx = RunContext(out_dir=tmp_path, cache=session_cache)
+    run_badrec(cfg, ctx)
+    cells = {c.variant: c for c in ctx.cells}
+    benign, poisoned = cells["benign"].metrics, cells["badrec"].metrics
+    json.dumps([c.to_json() for c in ctx.cells])
+    assert cells["badrec"].extra["n_fake"] == 50
+    assert poisoned["asr"] >= benign["asr"] + 0.5, (benign, poisoned)
+    assert poisoned["asr"] >= 0.8
+    assert poisoned["auc"] > 0.5
