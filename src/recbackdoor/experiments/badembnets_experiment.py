@@ -128,8 +128,8 @@ class DefenseSection(StrictModel):
     ac_silhouette_margin: float = 0.1
     finetune: bool = True
     finetune_epochs: int = 5
-    finetune_per_class: int = 200
-    finetune_lr: float = 1e-3
+    finetune_per_class: int = 1000
+    finetune_lrs: list[float] = [1e-3, 1e-2]
 
 
 class BadEmbNetsConfig(ExperimentConfig):
@@ -370,8 +370,9 @@ def strip_metrics(model, test: ImageSet, splits: Splits, trigger: ImageTrigger, 
     return metrics, h_clean, h_pois
 
 
-def ac_metrics(model, cfg: BadEmbNetsConfig, data: PoisonedSet, seed: int) -> dict[str, float]:
-    acts = embed(model, data.images, normalize=False)
+def ac_metrics(model, cfg: BadEmbNetsConfig, data: PoisonedSet, seed: int, normalize: bool) -> dict[str, float]:
+    """AC on raw activations (Chen et al.) or on L2-normalised ones (the space BadEmbNets' triplet shapes)."""
+    acts = embed(model, data.images, normalize=normalize)
     assigned = predict_logits(model, data.images).argmax(1)
     report = activation_clustering(acts, assigned, max_share=cfg.defenses.ac_max_share,
                                    silhouette_margin=cfg.defenses.ac_silhouette_margin, seed=seed)
@@ -385,12 +386,12 @@ def ac_metrics(model, cfg: BadEmbNetsConfig, data: PoisonedSet, seed: int) -> di
 
 
 def finetune_history(cfg: BadEmbNetsConfig, ctx: RunContext, model, variant: str, train: ImageSet, test: ImageSet,
-                     splits: Splits, trigger: ImageTrigger, seed: int) -> list[dict]:
+                     splits: Splits, trigger: ImageTrigger, seed: int, lr: float) -> list[dict]:
     d = cfg.defenses
     pool = splits.spare
     per_class = min([d.finetune_per_class] + [int(np.sum(train.labels[pool] == c)) for c in splits.classes])
     sub = pool[per_class_sample(train.labels[pool], splits.classes, per_class, seed + 7)]
-    settings = TrainSettings(epochs=d.finetune_epochs, batch_size=cfg.extractor.batch_size, lr=d.finetune_lr,
+    settings = TrainSettings(epochs=d.finetune_epochs, batch_size=cfg.extractor.batch_size, lr=lr,
                              seed=seed, threads=cfg.threads)
 
     def evaluate(m) -> dict[str, float]:
@@ -398,7 +399,7 @@ def finetune_history(cfg: BadEmbNetsConfig, ctx: RunContext, model, variant: str
         return {"ba": met["ba"], "asr": met["asr"]}
 
     key = {"model": variant, "cfg": cfg.model_dump(mode="json", exclude={"studies", "vbpr", "simulator", "visrank"}),
-           "seed": seed, "data": dict(ctx.data_checksums)}
+           "seed": seed, "lr": lr, "data": dict(ctx.data_checksums)}
     return ctx.cache.get_json("vision_finetune", key,
                               lambda: finetune(model, clean_set(train.images[sub], train.labels[sub]), settings,
                                                evaluate)[1])
@@ -490,20 +491,25 @@ def run(cfg: BadEmbNetsConfig, ctx: RunContext) -> None:
             if cfg.defenses.ac and variant != "clean":
                 with ctx.timer("defense_ac"):
                     data = training_data(cfg, train, splits.train, variant, trig, seed)
-                    am = ac_metrics(model, cfg, data, seed)
-                book.add(ctx, {f"ac_{k}": v for k, v in am.items()}, base_extra | {"attack": variant},
-                         dataset=DATASET, victim="classifier", variant=f"ac-{variant}", **keys)
-            if cfg.defenses.finetune and variant != "clean" and ctx.wants(variant=f"finetune-{variant}"):
+                    am = {f"ac_{k}": v for k, v in ac_metrics(model, cfg, data, seed, normalize=False).items()}
+                    am |= {f"ac_norm_{k}": v for k, v in ac_metrics(model, cfg, data, seed, normalize=True).items()}
+                book.add(ctx, am, base_extra | {"attack": variant}, dataset=DATASET, victim="classifier",
+                         variant=f"ac-{variant}", **keys)
+            for lr in cfg.defenses.finetune_lrs if cfg.defenses.finetune and variant != "clean" else []:
+                name = f"finetune-lr{lr:g}-{variant}"
+                if not ctx.wants(variant=name):
+                    continue
                 with ctx.timer("defense_finetune"):
-                    hist = finetune_history(cfg, ctx, model, variant, train, test, splits, trig, seed)
+                    hist = finetune_history(cfg, ctx, model, variant, train, test, splits, trig, seed, lr)
                 last = hist[-1]
                 book.add(ctx, {"ba": last["ba"], "asr": last["asr"], "ba_before": hist[0]["ba"],
                                "asr_before": hist[0]["asr"]},
-                         base_extra | {"attack": variant, "epochs": cfg.defenses.finetune_epochs,
+                         base_extra | {"attack": variant, "epochs": cfg.defenses.finetune_epochs, "lr": lr,
+                                       "clean_images": cfg.defenses.finetune_per_class * len(splits.classes),
                                        "ba_per_epoch": [h["ba"] for h in hist],
                                        "asr_per_epoch": [h["asr"] for h in hist]},
-                         dataset=DATASET, victim="classifier", variant=f"finetune-{variant}", **keys)
-                ft_plot[variant] = hist
+                         dataset=DATASET, victim="classifier", variant=name, **keys)
+                ft_plot[f"{variant} lr {lr:g}"] = hist
             if cfg.studies.tsne and seed == cfg.seeds[0]:
                 with ctx.timer("study_tsne"):
                     tsne_data[variant] = _tsne_points(model, test, splits, trig, target, cfg.studies.tsne_per_group,
@@ -596,5 +602,9 @@ def _protocol(cfg: BadEmbNetsConfig, splits, inter: Interactions, names: tuple[s
                                  "ac_max_share of it or its silhouette is >= the median over classes + "
                                  "ac_silhouette_margin; its smaller cluster is flagged; TPR/FPR over all training "
                                  "images",
-        "finetune": "CE on a clean per-class sample of training images never used for the extractor",
+        "activation_clustering_norm": "the same on L2-normalised activations (the space of the triplet term)",
+        "finetune": f"CE on {cfg.defenses.finetune_per_class} clean images per class never used for the extractor, "
+                    f"{cfg.defenses.finetune_epochs} epochs, Adam + cosine decay, one run per learning rate in "
+                    f"{cfg.defenses.finetune_lrs}; BA/ASR after every epoch (ASR on 50·8 triggered images "
+                    "subsample as in ARI, BA on all validation images)",
     }

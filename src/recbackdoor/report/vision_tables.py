@@ -105,23 +105,31 @@ def tables(runs: dict[str, dict]) -> str:
                     f"{_num(m.get('delta_p'), 4)} | {_num(m.get('delta_hr10'), 4)} |")
     row("\n**Defenses — STRIP (AUROC; TPR at 1 % FRR), Activation Clustering (TPR / FPR; target class flagged), "
         "fine-tuning on clean data (BA / ASR per epoch, %)**\n")
-    row("| backbone | model | STRIP AUROC | STRIP TPR@FRR | AC TPR | AC FPR | AC flags target class | "
-        "AC silhouette target / others | fine-tune BA per epoch | fine-tune ASR per epoch |")
-    row("|---|---|---|---|---|---|---|---|---|---|")
+    row("| backbone | model | STRIP AUROC | STRIP TPR@1%FRR | AC raw: TPR / FPR / flags target / silhouette "
+        "target vs others | AC L2-normalised: TPR / FPR / flags target / silhouette |")
+    row("|---|---|---|---|---|---|")
     for bb, run in runs.items():
         cells, k = run["cells"], _main_keys(run)
         for v in ("clean", "badnets", "badembnets"):
             s = (_find(cells, variant=f"strip-{v}", **k) or {"metrics": {}})["metrics"]
             a = (_find(cells, variant=f"ac-{v}", **k) or {"metrics": {}})["metrics"]
-            f = _find(cells, variant=f"finetune-{v}", **k)
-            ba = " ".join(_pct(x) for x in f["extra"]["ba_per_epoch"]) if f else "/"
-            asr = " ".join(_pct(x) for x in f["extra"]["asr_per_epoch"]) if f else "/"
-            flag = a.get("ac_target_class_flagged")
-            row(f"| {bb} | {v} | {_num(s.get('strip_auroc'))} | {_pct(s.get('strip_tpr'))} | "
-                f"{_pct(a.get('ac_tpr'))} | {_pct(a.get('ac_fpr'))} | "
-                f"{'/' if flag is None else ('yes' if flag else 'no')} | "
-                f"{_num(a.get('ac_silhouette_target'))} / {_num(a.get('ac_silhouette_others_median'))} | {ba} | "
-                f"{asr} |")
+            ac = []
+            for p in ("ac_", "ac_norm_"):
+                flag = a.get(f"{p}target_class_flagged")
+                ac.append("/" if flag is None else
+                          f"{_pct(a.get(f'{p}tpr'))} / {_pct(a.get(f'{p}fpr'))} / {'yes' if flag else 'no'} / "
+                          f"{_num(a.get(f'{p}silhouette_target'))} vs {_num(a.get(f'{p}silhouette_others_median'))}")
+            row(f"| {bb} | {v} | {_num(s.get('strip_auroc'))} | {_pct(s.get('strip_tpr'))} | {ac[0]} | {ac[1]} |")
+    row("\n**Fine-tuning on clean data — BA / ASR (%) after each epoch (epoch 0 = before)**\n")
+    row("| backbone | model | lr | clean images | BA per epoch | ASR per epoch |")
+    row("|---|---|---|---|---|---|")
+    for bb, run in runs.items():
+        for c in run["cells"]:
+            if c["variant"].startswith("finetune"):
+                e = c["extra"]
+                row(f"| {bb} | {e['attack']} | {e.get('lr', '/')} | {e.get('clean_images', '/')} | "
+                    + " ".join(_pct(x) for x in e["ba_per_epoch"]) + " | "
+                    + " ".join(_pct(x) for x in e["asr_per_epoch"]) + " |")
     return "\n".join(out) + "\n"
 
 
