@@ -65,3 +65,13 @@ def test_pool_threshold_excludes_the_item_itself():
     # item 3 restamped to 4.5 now enters the top-2; item 0 dropped to 0 leaves it
     after = np.array([[0.0, 4.0, 3.0, 4.5]])
     assert mv.delta_hit_rate(pool, after, bar) == pytest.approx(0.0)
+
+
+def test_knn_mixing_and_centroid_ratio(rng):
+    target = rng.normal(0, 1, (100, 3))
+    mixed = rng.normal(0, 1, (100, 3))
+    apart = rng.normal(0, 1, (100, 3)) + np.array([20.0, 0, 0])
+    assert 0.35 < mv.knn_mixing(target, mixed) < 0.65
+    assert mv.knn_mixing(target, apart) == 0.0
+    assert 0.8 < mv.centroid_ratio(target, mixed) < 1.25
+    assert mv.centroid_ratio(target, apart) > 5

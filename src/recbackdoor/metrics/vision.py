@@ -32,6 +32,26 @@ def poison_target_ari(target_emb: np.ndarray, poisoned_emb: np.ndarray, seed: in
     return float(adjusted_rand_score(truth, found))
 
 
+def knn_mixing(target_emb: np.ndarray, poisoned_emb: np.ndarray, k: int = 10) -> float:
+    """Share of each poisoned item's k nearest neighbours (in target ∪ poisoned) that are target items.
+
+    With as many target as poisoned items, ≈0.5 means locally indistinguishable, 0 means poisoned items
+    only neighbour each other — a stricter notion of blending than a k-means ARI near 0.
+    """
+    z = np.concatenate([target_emb, poisoned_emb])
+    d = (z ** 2).sum(1)[:, None] - 2 * z @ z.T + (z ** 2).sum(1)[None, :]
+    np.fill_diagonal(d, np.inf)
+    nn = np.argsort(d[len(target_emb):], axis=1)[:, :k]
+    return float(np.mean(nn < len(target_emb)))
+
+
+def centroid_ratio(target_emb: np.ndarray, poisoned_emb: np.ndarray) -> float:
+    """Mean distance of poisoned items to the target centroid over that of target items (1 = as close)."""
+    centre = target_emb.mean(0)
+    return float(np.linalg.norm(poisoned_emb - centre, axis=1).mean()
+                 / np.linalg.norm(target_emb - centre, axis=1).mean())
+
+
 def average_precision(relevant_in_rank_order: np.ndarray) -> float:
     """AP of one ranked list: mean of precision@k over the ranks k holding a relevant item (0 if none)."""
     rel = np.asarray(relevant_in_rank_order, bool)

@@ -44,14 +44,15 @@ def tables(runs: dict[str, dict]) -> str:
     out = []
     row = out.append
     row("**Table 2/3 — BA, ASR (%) and ARI of poisoned vs target clusters**\n")
-    row("| backbone | model | BA | ASR | ARI |")
-    row("|---|---|---|---|---|")
+    row("| backbone | model | BA | ASR | ARI | kNN mix (0.5 = mixed) | centroid ratio (1 = as close as target) |")
+    row("|---|---|---|---|---|---|---|")
     for bb, run in runs.items():
         cells, k = run["cells"], _main_keys(run)
         for v in ("clean", "badnets", "badembnets"):
             w = dict(dataset="fashion-mnist", victim="classifier", variant=v, **k)
             row(f"| {bb} | {v} | {_pct(_metric(cells, 'ba', **w))} | {_pct(_metric(cells, 'asr', **w))} | "
-                f"{_num(_metric(cells, 'ari', **w))} |")
+                f"{_num(_metric(cells, 'ari', **w))} | {_num(_metric(cells, 'knn_mix', **w))} | "
+                f"{_num(_metric(cells, 'centroid_ratio', **w), 2)} |")
     row("\n**Tables 4/5 — BadEmbNets with other trigger patterns, sizes, positions (trained and tested with it)**\n")
     row("| backbone | trigger | position | BA | ASR | ARI |")
     row("|---|---|---|---|---|---|")
