@@ -41,3 +41,18 @@ def asr_vs_rate(cells: list[dict[str, Any]], out: Path, title: str) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m recbackdoor.report.text_plots RESULTS.json OUT.png [TITLE]``."""
+    import json
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    results = json.loads(Path(args[0]).read_text())
+    title = args[2] if len(args) > 2 else results["config"].get("name", "")
+    print(asr_vs_rate(results["cells"], Path(args[1]), title))
+
+
+if __name__ == "__main__":
+    main()
