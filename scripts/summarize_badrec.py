@@ -28,7 +28,9 @@ def summarize(path: Path) -> str:
             lines += [f"**{ds} / {victim}**", "", head, "|---|---|---|---|---|---|---|---|"]
             for c in mine:
                 m = c["metrics"]
-                f = lambda k: f"{m[k]:.3f}" if k in m else "/"  # noqa: E731
+                def f(k: str, m: dict = m) -> str:
+                    return f"{m[k]:.3f}" if k in m else "/"
+
                 lines.append(f"| {c['variant']} | {c['trigger']} | {c['position']} | {f('valid')} | {f('h1')} | "
                              f"{f('h1_all')} | {f('a_valid')} | {f('asr')} |")
         lines.append("")
