@@ -69,3 +69,16 @@ def test_malformed_row_names_file_row_and_field(tmp_path, data_root):
     (folder / "u.data").write_text("1\t1\t5\t881250949\n2\tx\t3\t881250950\n")
     with pytest.raises(UserError, match=r"u.data: row 2: field 'item id'"):
         load_dataset("ml100k", root=tmp_path)
+
+
+def test_shuffle_order_is_a_seeded_permutation_per_user(data_root):
+    from recbackdoor.data.text_datasets import reorder
+
+    data = load_dataset("lastfm")
+    a, b, c = reorder(data, "shuffle", 0), reorder(data, "shuffle", 0), reorder(data, "shuffle", 1)
+    user = next(iter(data.sequences))
+    assert sorted(x.item for x in a.sequences[user]) == sorted(x.item for x in data.sequences[user])
+    assert a.sequences == b.sequences and a.sequences != c.sequences
+    assert "shuffle" in a.order and reorder(data, "native") is data
+    with pytest.raises(UserError, match="order"):
+        reorder(data, "by-time")

@@ -17,7 +17,7 @@ from recbackdoor.attacks.badrec import (
     trigger_test_tallrec,
 )
 from recbackdoor.data.prompts import build_llara, build_tallrec, llara_answer, llara_prompt
-from recbackdoor.data.text_datasets import load_dataset
+from recbackdoor.data.text_datasets import load_dataset, reorder
 from recbackdoor.experiments.cache import stable_hash
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.results import Cell
@@ -38,13 +38,22 @@ class Variant:
     rate: float
 
 
+def _data_key(section: Any) -> dict[str, Any]:
+    """The data part of a cache key; the default order is left out so keys made before it existed still match."""
+    data = section.model_dump()
+    if data.get("order") == "native":
+        del data["order"]
+    return data
+
+
 class BadRecEngine:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
         self.mode = cfg.mode
         self.victim = "tallrec" if cfg.mode == "tallrec" else "llara"
         with ctx.timer(f"{dataset}/load"):
-            self.data = load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item)
+            self.data = reorder(load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item),
+                                cfg.data.order, seed)
             ctx.data_checksums.update(self.data.checksums)
             d = cfg.data
             if self.mode == "tallrec":
@@ -52,7 +61,7 @@ class BadRecEngine:
             else:
                 self.split = build_llara(self.data, d.history, d.pool, seed, d.n_train, 0, d.n_test)
         self.base_key = {"format": FORMAT, "mode": self.mode, "dataset": dataset, "seed": seed,
-                         "data": cfg.data.model_dump(), "model": {k: v for k, v in cfg.model.model_dump().items()
+                         "data": _data_key(cfg.data), "model": {k: v for k, v in cfg.model.model_dump().items()
                                                                    if k != "threads"},
                          "checksums": self.data.checksums}
         self._lm: SplitLM | None = None

@@ -22,6 +22,7 @@ from recbackdoor.experiments.results import Cell
 
 
 class DataSection(StrictModel):
+    order: Literal["native", "shuffle"] = "native"  # shuffle: for datasets without timestamps (see data docs)
     min_user: int = 5
     min_item: int = 5
     history: int = 10
