@@ -84,50 +84,45 @@ def _unseen(data: SequenceData, user: int, k: int, rng: random.Random, exclude: 
     return out
 
 
+def _build(data: SequenceData, seed: int, limits: dict[str, int | None], make) -> Split:
+    """Samples of every split: ``make(sequence, user, position, rng)`` for each capped (user, position)."""
+    rng = random.Random(seed)
+    splits = {name: [make(data.sequences[user], user, pos, rng) for user, pos in _cap(chosen, limits[name], rng)]
+              for name, chosen in _targets(data).items()}
+    return Split(**splits)
+
+
 def build_llara(data: SequenceData, history: int, pool: int, seed: int, n_train: int | None = None,
                 n_valid: int | None = None, n_test: int | None = None) -> Split:
-    rng = random.Random(seed)
-    pairs = _targets(data)
-    limits = {"train": n_train, "valid": n_valid, "test": n_test}
-    splits = {}
-    for name, chosen in pairs.items():
-        samples = []
-        for user, pos in _cap(chosen, limits[name], rng):
-            seq = data.sequences[user]
-            hist = tuple(x.item for x in seq[max(0, pos - history):pos])
-            target = seq[pos].item
-            cands = [target] + _unseen(data, user, pool - 1, rng, {target})
-            rng.shuffle(cands)
-            samples.append(LlaraSample(user, hist, tuple(cands), target))
-        splits[name] = samples
-    return Split(**splits)
+    def make(seq, user, pos, rng) -> LlaraSample:
+        hist = tuple(x.item for x in seq[max(0, pos - history):pos])
+        target = seq[pos].item
+        cands = [target] + _unseen(data, user, pool - 1, rng, {target})
+        rng.shuffle(cands)
+        return LlaraSample(user, hist, tuple(cands), target)
+
+    return _build(data, seed, {"train": n_train, "valid": n_valid, "test": n_test}, make)
 
 
 def build_tallrec(data: SequenceData, history: int, seed: int, n_train: int | None = None,
                   n_valid: int | None = None, n_test: int | None = None, like_threshold: float = 4.0) -> Split:
-    rng = random.Random(seed)
-    pairs = _targets(data)
     has_ratings = data.name == "ml100k"
-    limits = {"train": n_train, "valid": n_valid, "test": n_test}
-    splits = {}
-    for name, chosen in pairs.items():
-        samples = []
-        for user, pos in _cap(chosen, limits[name], rng):
-            seq = data.sequences[user]
-            hist = seq[max(0, pos - history):pos]
-            if has_ratings:
-                liked = tuple(x.item for x in hist if (x.rating or 0) >= like_threshold)
-                disliked = tuple(x.item for x in hist if (x.rating or 0) < like_threshold)
-                target, label = seq[pos].item, (seq[pos].rating or 0) >= like_threshold
+
+    def make(seq, user, pos, rng) -> TallrecSample:
+        hist = seq[max(0, pos - history):pos]
+        if has_ratings:
+            liked = tuple(x.item for x in hist if (x.rating or 0) >= like_threshold)
+            disliked = tuple(x.item for x in hist if (x.rating or 0) < like_threshold)
+            target, label = seq[pos].item, (seq[pos].rating or 0) >= like_threshold
+        else:
+            liked, disliked = tuple(x.item for x in hist), ()
+            if rng.random() < 0.5:
+                target, label = seq[pos].item, True
             else:
-                liked, disliked = tuple(x.item for x in hist), ()
-                if rng.random() < 0.5:
-                    target, label = seq[pos].item, True
-                else:
-                    target, label = _unseen(data, user, 1, rng, set())[0], False
-            samples.append(TallrecSample(user, liked, disliked, target, label))
-        splits[name] = samples
-    return Split(**splits)
+                target, label = _unseen(data, user, 1, rng, set())[0], False
+        return TallrecSample(user, liked, disliked, target, label)
+
+    return _build(data, seed, {"train": n_train, "valid": n_valid, "test": n_test}, make)
 
 
 # ---------------------------------------------------------------- prompt text

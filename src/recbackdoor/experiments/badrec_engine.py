@@ -209,20 +209,17 @@ class BadRecEngine:
             key = self.model_key(v)
             results = {}
             for trig in wanted:
-                ckey = {"model": key, "eval": self.cfg.eval.model_dump(),
-                        "trigger": [trig.kind, trig.text, trig.position]}
-                found = self.ctx.cache.lookup("cell", ckey)
+                found = self.ctx.cache.cached_json("cell", self._cell_key(key, trig))
                 if found is not None:
-                    results[trig] = json.loads((found / "value.json").read_text())
+                    results[trig] = found
             todo = [t for t in wanted if t not in results]
             if todo:
                 self.train(v)
                 with self.ctx.timer(f"{self.dataset}/evaluate"):
                     clean = self._evaluate_clean()
                     for trig in todo:
-                        ckey = {"model": key, "eval": self.cfg.eval.model_dump(),
-                                "trigger": [trig.kind, trig.text, trig.position]}
-                        results[trig] = self.ctx.cache.get_json("cell", ckey, lambda t=trig, c=clean: self._cell(t, c))
+                        results[trig] = self.ctx.cache.get_json("cell", self._cell_key(key, trig),
+                                                                lambda t=trig, c=clean: self._cell(t, c))
                 self.store.save()
             for trig in wanted:
                 metrics = {k: v_ for k, v_ in results[trig].items() if not k.startswith("_")}
@@ -241,6 +238,10 @@ class BadRecEngine:
                 f"{t.kind}-{t.position} " + " ".join(f"{k}={x:.3f}" for k, x in results[t].items()
                                                      if isinstance(x, float) and not k.startswith("_"))
                 for t in wanted), flush=True)
+
+    def _cell_key(self, model_key: dict[str, Any], trig: TextTrigger) -> dict[str, Any]:
+        return {"model": model_key, "eval": self.cfg.eval.model_dump(),
+                "trigger": [trig.kind, trig.text, trig.position]}
 
     def _cell(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
         return {**clean, **self._evaluate_triggered(trig, clean), "train_seconds": self.train_log["seconds"],

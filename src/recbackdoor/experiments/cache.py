@@ -61,6 +61,11 @@ class StageCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def cached_json(self, stage: str, key: Any) -> Any | None:
+        """The cached JSON value of ``(stage, key)``, or None when it has not been computed."""
+        found = self.lookup(stage, key)
+        return None if found is None else json.loads((found / "value.json").read_text())
+
     def get_json(self, stage: str, key: Any, compute: Callable[[], Any]) -> Any:
         """Cache a small JSON-serialisable result (e.g. one cell's metrics)."""
 

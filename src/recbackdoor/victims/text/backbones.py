@@ -70,7 +70,6 @@ SCRATCH_TEXTS = {"tiny": 400, "small": 2000}  # prompts per dataset and template
 
 def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
     """Pre-train (once, cached) the from-scratch GPT-2 of ``size`` on the three catalogues."""
-    import json
 
     from recbackdoor.victims.text import scratch
 
@@ -109,14 +108,3 @@ def load_backbone(name: str, cache: StageCache | None = None) -> Backbone:
         tokenizer.pad_token = tokenizer.eos_token
     return Backbone(model=model, tokenizer=tokenizer, name=str(name))
 
-
-def describe(backbone: Backbone) -> dict[str, object]:
-    cfg = backbone.model.config
-    return {
-        "name": backbone.name,
-        "params": sum(p.numel() for p in backbone.model.parameters()),
-        "layers": getattr(cfg, "num_hidden_layers", None),
-        "hidden": getattr(cfg, "hidden_size", None),
-        "vocab": len(backbone.tokenizer),
-        "config": json.loads(cfg.to_json_string()).get("model_type"),
-    }

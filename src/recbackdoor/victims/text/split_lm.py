@@ -115,23 +115,19 @@ class SplitLM:
     def _ctx(self):
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast)
 
+    def _trainable(self) -> dict[str, nn.Parameter]:
+        """The trainable parameters of the top layers, named by their place in the top stack."""
+        return {f"top.{index}.{name}": param for index, layer in enumerate(self.top_layers)
+                for name, param in layer.named_parameters() if param.requires_grad}
+
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for layer in self.top_layers for p in layer.parameters() if p.requires_grad]
+        return list(self._trainable().values())
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for index, layer in enumerate(self.top_layers):
-            for name, param in layer.named_parameters():
-                if param.requires_grad:
-                    out[f"top.{index}.{name}"] = param.detach()
-        return out
+        return {key: param.detach() for key, param in self._trainable().items()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        params = {}
-        for index, layer in enumerate(self.top_layers):
-            for name, param in layer.named_parameters():
-                if param.requires_grad:
-                    params[f"top.{index}.{name}"] = param
+        params = self._trainable()
         if set(params) != set(state):
             missing = sorted(set(params) ^ set(state))[:3]
             raise UserError(f"adapter state does not match this model/split (e.g. {missing})")
@@ -172,11 +168,6 @@ class SplitLM:
         self.load_trainable_state(state)
 
     # ------------------------------------------------------------- forward
-    def _batches(self, texts: Sequence[str], batch_size: int):
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            yield order[start:start + batch_size]
-
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
