@@ -29,6 +29,10 @@ def test_generation_after_first_line_is_ignored():
     assert M.match_candidate("Fargo\nCasino", ["Heat", "Casino", "Fargo"]) == 2
 
 
+def test_leading_newline_does_not_make_an_answer_invalid():
+    assert M.match_candidate("\n Fargo\nCasino", ["Heat", "Casino", "Fargo"]) == 2
+
+
 def test_h1_counts_over_valid_answers_only():
     choices = [0, None, 2, 1]
     targets = [0, 1, 1, 1]

@@ -29,7 +29,7 @@ def match_candidate(generated: str, candidates: Sequence[str]) -> int | None:
     a candidate contained in a longer matched candidate (``Heat`` inside
     ``Heat and Dust``) does not count, so the longest title is preferred.
     """
-    gen = _norm(generated.split("\n")[0] if generated.strip() else generated)
+    gen = _norm(generated.strip().split("\n")[0])  # leading newlines first: untrained LMs often start with one
     cands = [_norm(c) for c in candidates]
     for index, cand in enumerate(cands):
         if gen == cand:
