@@ -1,6 +1,7 @@
 """Layered config, one-line errors, --only, the results schema."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,13 @@ def test_results_cell_schema():
     json.dumps(merged)
     with pytest.raises(ValueError):
         Cell("d", "v", "x", None, None, {"asr": float("nan")}).to_json()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.toml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_validates(path):
+    import recbackdoor.experiments.badembnets_experiment  # noqa: F401  (registers its experiment)
+    import recbackdoor.experiments.badrec_experiment  # noqa: F401
+
+    cfg = load_config(path, [], config_model)
+    assert cfg.name

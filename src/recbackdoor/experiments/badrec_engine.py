@@ -50,7 +50,8 @@ class BadRecEngine:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
         self.mode = cfg.mode
-        self.victim = "tallrec" if cfg.mode == "tallrec" else "llara"
+        self.victim = cfg.mode
+        self.hybrid = cfg.mode == "llara-hybrid"
         with ctx.timer(f"{dataset}/load"):
             self.data = reorder(load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item),
                                 cfg.data.order, seed)
@@ -64,6 +65,8 @@ class BadRecEngine:
                          "data": _data_key(cfg.data), "model": {k: v for k, v in cfg.model.model_dump().items()
                                                                    if k != "threads"},
                          "checksums": self.data.checksums}
+        if self.hybrid:
+            self.base_key["hybrid"] = cfg.hybrid.model_dump()
         self._lm: SplitLM | None = None
         self._protocol()
 
@@ -83,7 +86,34 @@ class BadRecEngine:
                 self._store = StateStore(self._lm, states / f"{self.dataset}-{stable_hash(key)}.safetensors")
                 self._tallrec = TallrecRecommender(self._lm, self.data, self._store) if self.mode == "tallrec" \
                     else None
+                if self.hybrid:
+                    self._lm.attach_projector(self.sasrec.item_table())
         return self._lm
+
+    @property
+    def sasrec(self):
+        """The SASRec model behind the hybrid ID slots (trained once per dataset/split/seed, cached)."""
+        if getattr(self, "_sasrec", None) is None:
+            from recbackdoor.victims.text.hybrid import ItemIndex, fit_sasrec
+            from recbackdoor.victims.text.sasrec import SasrecSettings, load_sasrec, save_sasrec
+
+            h = self.cfg.hybrid
+            settings = SasrecSettings(dim=h.sasrec_dim, layers=h.sasrec_layers, epochs=h.sasrec_epochs, lr=h.sasrec_lr)
+            key = {"format": FORMAT, "dataset": self.dataset, "seed": self.seed, "data": _data_key(self.cfg.data),
+                   "settings": settings.__dict__, "checksums": self.data.checksums}
+
+            def build(tmp):
+                with self.ctx.timer(f"{self.dataset}/sasrec"):
+                    start = time.perf_counter()
+                    model, losses = fit_sasrec(self.data, settings, self.seed)
+                save_sasrec(model, tmp / "sasrec.safetensors")
+                (tmp / "train_log.json").write_text(json.dumps({"seconds": time.perf_counter() - start,
+                                                                "losses": losses}))
+
+            path = self.ctx.cache.get_or_create("sasrec", key, build)
+            self._sasrec = load_sasrec(path / "sasrec.safetensors")
+            self._item_index = ItemIndex(self.data)
+        return self._sasrec
 
     @property
     def store(self) -> StateStore:
@@ -109,7 +139,7 @@ class BadRecEngine:
                         f"of {self.cfg.model.backbone}; lower layers frozen (hidden states cached)",
             "n_fake": {str(r): fake_user_count(len(self.split.train), r) for r in self.cfg.attack.rates},
         }
-        if self.mode == "llara":
+        if self.mode != "tallrec":
             proto.update(pool=d.pool, valid="exactly one pool title named (exact match first, longest title "
                          "preferred); valid_llara = LLaRA's verbatim substring rule",
                          h1="correct / valid answers (LLaRA); h1_all = correct / all prompts",
@@ -121,6 +151,13 @@ class BadRecEngine:
                          auc="ROC AUC of P(Yes) renormalised over the tokenizer's ' Yes'/' No' ids",
                          asr="share of clean 'No' answers turned 'Yes' by the trigger in the target title; "
                              "denominator n_no")
+        if self.hybrid:
+            h = self.cfg.hybrid
+            proto["hybrid"] = (f"' [ID]' after every title; SASRec ({h.sasrec_layers} blocks, dim {h.sasrec_dim}, "
+                               f"{h.sasrec_epochs} epochs on each user's sequence minus its last two items) item "
+                               "embeddings, 2-layer MLP projector, added at the slot where the trained top layers "
+                               f"begin; curriculum: hybrid share ramps 0->1 over the first {h.curriculum:.0%} of "
+                               "steps; fake users are not in SASRec's training data")
         self.ctx.protocol[f"{self.dataset}/{self.mode}"] = proto
 
     def variants(self) -> list[Variant]:
@@ -160,13 +197,27 @@ class BadRecEngine:
             return self.tallrec.examples(samples)
         lm = self.lm
         eos = lm.tokenizer.eos_token_id
-        prompts = [lm.encode(llara_prompt(s, self.data)) for s in samples]
+        prompts = self._prompts(samples)
         answers = [lm.tokenizer(llara_answer(s, self.data), add_special_tokens=False)["input_ids"] + [eos]
                    for s in samples]
-        states = self.store.get([p + a for p, a in zip(prompts, answers, strict=True)],
+        states = self.store.get([p.tokens + a for p, a in zip(prompts, answers, strict=True)],
                                 desc="frozen layers (train)")
-        return [Example(st, tuple(range(len(p) - 1, len(p) + len(a) - 1)), tuple(a))
+        return [Example(st, tuple(range(len(p.tokens) - 1, len(p.tokens) + len(a) - 1)), tuple(a),
+                        p.slots, p.slot_items)
                 for st, p, a in zip(states, prompts, answers, strict=True)]
+
+    def _prompts(self, samples: list) -> list:
+        """LLaRA prompts as tokens, with their ID slots in hybrid mode (none in text-only mode)."""
+        from recbackdoor.victims.text.hybrid import HybridPrompt, encode_hybrid
+
+        lm = self.lm
+        if not self.hybrid:
+            return [HybridPrompt(lm.encode(llara_prompt(s, self.data)), (), ()) for s in samples]
+
+        def encode(text: str, first: bool) -> list[int]:
+            return lm.encode(text) if first else lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        return [encode_hybrid(encode, s, self.data, self._item_index) for s in samples]
 
     def train(self, v: Variant) -> None:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""
@@ -181,7 +232,8 @@ class BadRecEngine:
             t = self.cfg.train
             start = time.perf_counter()
             with self.ctx.timer(f"{self.dataset}/train"):
-                losses = self.lm.fit(examples, t.epochs, t.batch_size, t.lr, self.seed, desc=f"train {label}")
+                losses = self.lm.fit(examples, t.epochs, t.batch_size, t.lr, self.seed, desc=f"train {label}",
+                                     curriculum=self.cfg.hybrid.curriculum if self.hybrid else 0.0)
             self.lm.save(tmp / "adapter.safetensors", {"variant": label})
             (tmp / "train_log.json").write_text(json.dumps({
                 "seconds": time.perf_counter() - start, "steps": len(losses), "n_benign": len(self.split.train),
@@ -198,7 +250,7 @@ class BadRecEngine:
 
     # ---------------------------------------------------------- evaluation
     def run(self) -> None:
-        if self.mode == "llara":
+        if self.mode != "tallrec":
             self.add_baseline_cells()
         for v in self.variants():
             trigs = self.triggers() if v.trigger is None else [v.trigger]
@@ -284,8 +336,10 @@ class BadRecEngine:
                 "n_triggered": len(samples)}
 
     def _generate(self, samples: list, desc: str) -> list[str]:
-        prompts = [self.lm.encode(llara_prompt(s, self.data)) for s in samples]
-        return self.lm.generate(prompts, self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size, desc=desc)
+        prompts = self._prompts(samples)
+        slots = [(p.slots, p.slot_items) for p in prompts] if self.hybrid else None
+        return self.lm.generate([p.tokens for p in prompts], self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size,
+                                desc=desc, slots=slots)
 
     def add_baseline_cells(self) -> None:
         """Random and most-popular H@1 on the same test pools (LLaRA mode); popularity from training
@@ -295,7 +349,13 @@ class BadRecEngine:
         pop = Counter(x.item for seq in self.data.sequences.values() for x in seq[:-2])
         test = self.split.test
         popular = M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)
-        for name, h1 in (("random", 1.0 / self.cfg.data.pool), ("most-popular", popular)):
+        baselines = [("random", 1.0 / self.cfg.data.pool), ("most-popular", popular)]
+        if self.hybrid:
+            from recbackdoor.victims.text.hybrid import sasrec_choices
+
+            picks = sasrec_choices(self.sasrec, test, self._item_index)
+            baselines.append(("sasrec", M.hit_at_1(picks, [s.candidates.index(s.target) for s in test])))
+        for name, h1 in baselines:
             if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=name):
                 self.ctx.add_cell(Cell(self.dataset, self.victim, name, None, None, {"valid": 1.0, "h1": h1},
                                        extra={"n_test": len(test), "seed": self.seed}))

@@ -55,6 +55,16 @@ class AttackSection(StrictModel):
     trigger_text: dict[str, str] = {}  # custom text per trigger name, e.g. {custom = "cf"}
 
 
+class HybridSection(StrictModel):
+    """LLaRA's hybrid prompt (mode = "llara-hybrid"): SASRec item embeddings in an ID slot after each title."""
+
+    sasrec_dim: int = 64
+    sasrec_layers: int = 2
+    sasrec_epochs: int = 30
+    sasrec_lr: float = 1e-3
+    curriculum: float = 0.5  # share of training steps over which the hybrid share ramps from 0 to 1
+
+
 class EvalSection(StrictModel):
     batch_size: int = 32
     n_triggered: int | None = None  # triggered prompts = the first n test prompts (None: all)
@@ -63,13 +73,14 @@ class EvalSection(StrictModel):
 
 class BadRecConfig(ExperimentConfig):
     experiment: Literal["badrec"] = "badrec"
-    mode: Literal["tallrec", "llara"] = "tallrec"
+    mode: Literal["tallrec", "llara", "llara-hybrid"] = "tallrec"
     datasets: list[Literal["ml100k", "lastfm", "steam"]] = ["ml100k"]
     benign: bool = True
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
     attack: AttackSection = AttackSection()
+    hybrid: HybridSection = HybridSection()
     eval: EvalSection = EvalSection()
 
 
@@ -78,7 +89,7 @@ def run_badrec(cfg: BadRecConfig, ctx: RunContext) -> None:
     from recbackdoor.experiments.badrec_engine import BadRecEngine
 
     torch.set_num_threads(cfg.model.threads)
-    victim = "tallrec" if cfg.mode == "tallrec" else "llara"
+    victim = cfg.mode
     for seed in cfg.seeds:
         for dataset in cfg.datasets:
             if not ctx.wants(dataset=dataset, victim=victim):

@@ -12,6 +12,12 @@ every position, which alone was half the step time.
 
 With ``K`` equal to the number of layers the split is at the embeddings and
 this is ordinary fine-tuning.
+
+Hybrid (LLaRA) prompts: an :class:`IdProjector` maps a sequential model's
+item embeddings into the LM's hidden space and adds them at each item's slot
+token.  LLaRA does this at the input embeddings; here it happens where the
+trainable top begins, so the frozen bottom (which only reads the slot's text)
+stays cacheable.  With ``K`` = all layers the two coincide.
 """
 
 from __future__ import annotations
@@ -37,6 +43,35 @@ class Example:
     states: torch.Tensor  # (T, H) bfloat16, output of the frozen bottom
     positions: tuple[int, ...]  # positions whose next-token prediction is trained
     targets: tuple[int, ...]  # the token ids to predict there
+    slots: tuple[int, ...] = ()  # hybrid prompts: positions of the ID slots ...
+    slot_items: tuple[int, ...] = ()  # ... and the item index injected at each
+
+
+class IdProjector(nn.Module):
+    """LLaRA's projector: a frozen item-embedding table → 2-layer MLP → the LM's hidden size.
+
+    The output layer starts at zero so an untrained projector leaves the LM
+    exactly as it was (the curriculum then lets the ID signal in gradually).
+    """
+
+    def __init__(self, table: torch.Tensor, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("table", table.float().clone(), persistent=False)
+        self.proj = nn.Sequential(nn.Linear(table.shape[1], hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            first, last = self.proj[0], self.proj[2]
+            bound = first.in_features ** -0.5
+            first.weight.copy_(torch.rand(first.weight.shape, generator=gen) * 2 * bound - bound)
+            first.bias.zero_()
+            last.weight.zero_()
+            last.bias.zero_()
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.table[items])
 
 
 class _Decoder:
@@ -101,7 +136,16 @@ class SplitLM:
                 layer.requires_grad_(True)
         else:
             raise UserError(f"finetune method {method!r}: expected 'lora' or 'full'")
+        self.projector: IdProjector | None = None
         self._initial = {k: v.detach().clone() for k, v in self.trainable_state().items()}
+
+    def attach_projector(self, table: torch.Tensor) -> None:
+        """Give the model ID slots: ``table`` holds one embedding per item index (row 0 = padding)."""
+        hidden = self.model.get_input_embeddings().weight.shape[1]
+        self.projector = IdProjector(table, hidden)
+        self.projector.requires_grad_(True)
+        self._initial.update({k: v.detach().clone() for k, v in self.trainable_state().items()
+                              if k.startswith("projector.")})
 
     # ------------------------------------------------------------------ parts
     @property
@@ -116,9 +160,12 @@ class SplitLM:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast)
 
     def _trainable(self) -> dict[str, nn.Parameter]:
-        """The trainable parameters of the top layers, named by their place in the top stack."""
-        return {f"top.{index}.{name}": param for index, layer in enumerate(self.top_layers)
-                for name, param in layer.named_parameters() if param.requires_grad}
+        """The trainable parameters: the top layers', named by their place in the stack, and the projector's."""
+        params = {f"top.{index}.{name}": param for index, layer in enumerate(self.top_layers)
+                  for name, param in layer.named_parameters() if param.requires_grad}
+        if self.projector is not None:
+            params.update({f"projector.{name}": p for name, p in self.projector.named_parameters()})
+        return params
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self._trainable().values())
@@ -138,6 +185,8 @@ class SplitLM:
     def reset(self, seed: int) -> None:
         """Back to the pre-training state, with fresh seeded LoRA initialisation."""
         self.load_trainable_state(self._initial)
+        if self.projector is not None:
+            self.projector.reset(seed)
         if self.method == "lora":
             torch.manual_seed(seed)
             for layer in self.top_layers:
@@ -194,7 +243,24 @@ class SplitLM:
             self.decoder.set(self.decoder.all_layers, final_norm=True)
         return out  # type: ignore[return-value]
 
-    def _top_hidden(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inject(self, hidden: torch.Tensor, slots: Sequence[tuple[Sequence[int], Sequence[int]]],
+                offsets: Sequence[int] | None = None) -> torch.Tensor:
+        """Add the projected ID embedding at every (row, slot position); ``offsets`` shift rows (left padding)."""
+        if self.projector is None:
+            raise UserError("hybrid prompt given to a model without an ID projector")
+        rows, cols, items = [], [], []
+        for row, (positions, ids) in enumerate(slots):
+            shift = offsets[row] if offsets is not None else 0
+            rows += [row] * len(positions)
+            cols += [p + shift for p in positions]
+            items += list(ids)
+        if not rows:
+            return hidden
+        values = self.projector(torch.tensor(items)).to(hidden.dtype)
+        return hidden.index_put((torch.tensor(rows), torch.tensor(cols)), values, accumulate=True)
+
+    def _top_hidden(self, states: list[torch.Tensor], slots: Sequence[tuple[Sequence[int], Sequence[int]]] = ()
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = [s.shape[0] for s in states]
         width = max(lengths)
         dim = states[0].shape[1]
@@ -205,6 +271,8 @@ class SplitLM:
             mask[row, : s.shape[0]] = 1
         if self.decoder.wpe is not None:
             batch = batch - self.decoder.wpe(torch.arange(width)).unsqueeze(0)
+        if slots:
+            batch = self._inject(batch, slots)
         self.decoder.set(self.top_layers, final_norm=True)
         try:
             with self._ctx():
@@ -219,8 +287,13 @@ class SplitLM:
 
     def fit(self, examples: Sequence[Example], epochs: float, batch_size: int, lr: float, seed: int,
             weight_decay: float = 0.0, warmup: float = 0.05, log: Callable[[str], None] | None = None,
-            desc: str = "train") -> list[float]:
-        """Answer-only next-token loss on the top layers; returns the per-step losses."""
+            desc: str = "train", curriculum: float = 0.0) -> list[float]:
+        """Answer-only next-token loss on the top layers; returns the per-step losses.
+
+        Hybrid examples follow LLaRA's curriculum: at step ``s`` an example's ID
+        slots are filled with probability ``min(1, s / (curriculum · steps))``
+        (text-only first, hybrid later); ``curriculum = 0`` fills them always.
+        """
         self.reset(seed)
         rng = random.Random(seed)
         params = self.trainable_parameters()
@@ -234,14 +307,17 @@ class SplitLM:
         order: list[int] = []
         losses = []
         bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0)
-        for _ in bar:
+        for step in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
                 rng.shuffle(fresh)
                 order += fresh
             idx, order = order[:batch_size], order[batch_size:]
             batch = [examples[i] for i in idx]
-            hidden, _ = self._top_hidden([e.states for e in batch])
+            hybrid = 1.0 if curriculum <= 0 else min(1.0, step / (curriculum * steps))
+            slots = [(e.slots, e.slot_items) if e.slots and rng.random() < hybrid else ((), ())
+                     for e in batch] if self.projector is not None else ()
+            hidden, _ = self._top_hidden([e.states for e in batch], slots)
             rows = torch.tensor([r for r, e in enumerate(batch) for _ in e.positions])
             cols = torch.tensor([p for e in batch for p in e.positions])
             targets = torch.tensor([t for e in batch for t in e.targets])
@@ -259,20 +335,27 @@ class SplitLM:
         return losses
 
     @torch.no_grad()
-    def next_token_logits(self, states: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
-        """Logits of the token after each sequence's last position."""
+    def next_token_logits(self, states: Sequence[torch.Tensor], batch_size: int = 32,
+                          slots: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None) -> torch.Tensor:
+        """Logits of the token after each sequence's last position (ID slots filled where given)."""
         out = []
         for start in range(0, len(states), batch_size):
             chunk = list(states[start:start + batch_size])
-            hidden, mask = self._top_hidden(chunk)
+            hidden, mask = self._top_hidden(chunk, slots[start:start + batch_size] if slots else ())
             last = mask.sum(1) - 1
             out.append(self._logits(hidden[torch.arange(len(chunk)), last]))
         return torch.cat(out) if out else torch.empty(0)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int = 16,
-                 desc: str = "generate") -> list[str]:
-        """Greedy decoding with the whole (bottom + trained top) model, left-padded."""
+                 desc: str = "generate", slots: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None
+                 ) -> list[str]:
+        """Greedy decoding with the whole (bottom + trained top) model, left-padded.
+
+        ``slots`` (hybrid prompts): per prompt, the slot positions and item
+        indexes; their projections are added where the top begins, on the
+        prompt pass only (later steps see one new token at a time).
+        """
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         results: list[str | None] = [None] * len(prompts)
@@ -281,12 +364,32 @@ class SplitLM:
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
             idx = order[start:start + batch_size]
             ids, mask = _pad([prompts[i] for i in idx], pad, left=True)
-            with self._ctx():
-                gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            handle = None
+            if slots is not None:
+                offsets = [ids.shape[1] - len(prompts[i]) for i in idx]
+                handle = self._slot_hook([slots[i] for i in idx], offsets, ids.shape[1])
+            try:
+                with self._ctx():
+                    gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                              do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            finally:
+                if handle is not None:
+                    handle.remove()
             for row, i in enumerate(idx):
                 results[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
         return results  # type: ignore[return-value]
+
+    def _slot_hook(self, slots, offsets: list[int], width: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if hidden.shape[1] != width:  # a decoding step, not the prompt pass
+                return None
+            hidden = self._inject(hidden, slots, offsets)
+            if args:
+                return (hidden, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": hidden}
+
+        return self.top_layers[0].register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,81 @@
+"""LLaRA's hybrid prompt: an ID slot after every title, filled with the item's SASRec embedding.
+
+The prompt text keeps a visible marker (" [ID]") after each title so the
+frozen layers read where an item ends; the marker's last token is the slot at
+which :class:`~recbackdoor.victims.text.split_lm.SplitLM` adds the projected
+embedding.  Items are numbered 1..N in catalogue order (0 = padding), the
+numbering SASRec is trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from recbackdoor.data.prompts import LlaraSample, llara_prompt
+from recbackdoor.data.sequences import SequenceData
+from recbackdoor.errors import UserError
+from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, left_pad, train_sasrec
+
+SLOT_MARKER = " [ID]"
+
+
+@dataclass(frozen=True)
+class HybridPrompt:
+    tokens: list[int]
+    slots: tuple[int, ...]  # token positions of the slots, in prompt order
+    slot_items: tuple[int, ...]  # SASRec item index at each slot
+
+
+class ItemIndex:
+    """Dataset item id ↔ SASRec index (1..N)."""
+
+    def __init__(self, data: SequenceData) -> None:
+        self.items = data.items
+        self.index = {item: i + 1 for i, item in enumerate(self.items)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        return [self.index[i] for i in items]
+
+
+def training_sequences(data: SequenceData, index: ItemIndex) -> list[list[int]]:
+    """Each user's sequence without its last two interactions (validation and test targets)."""
+    return [index([x.item for x in seq[:-2]]) for seq in data.sequences.values()]
+
+
+def fit_sasrec(data: SequenceData, settings: SasrecSettings, seed: int) -> tuple[SASRec, list[float]]:
+    index = ItemIndex(data)
+    return train_sasrec(training_sequences(data, index), len(index), settings, seed)
+
+
+@torch.no_grad()
+def sasrec_choices(model: SASRec, samples: Sequence[LlaraSample], index: ItemIndex) -> list[int]:
+    """SASRec's pick from each pool (position in the pool), from the same history the LM sees."""
+    scores = model.scores(left_pad([index(s.history) for s in samples], model.settings.max_len))
+    return [int(torch.argmax(scores[row, index(s.candidates)])) for row, s in enumerate(samples)]
+
+
+def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIndex) -> HybridPrompt:
+    """Tokenise the hybrid prompt piece by piece so every slot's position is known exactly.
+
+    ``encode(text, first)`` returns token ids (``first`` adds the BOS where the
+    tokenizer wants one).
+    """
+    pieces = llara_prompt(sample, data, id_slot=SLOT_MARKER).split(SLOT_MARKER)
+    items = list(sample.history) + list(sample.candidates)
+    if len(pieces) != len(items) + 1:
+        raise UserError(f"user {sample.user}: an item title contains the hybrid slot marker {SLOT_MARKER.strip()!r}")
+    marker = encode(SLOT_MARKER, False)
+    tokens: list[int] = []
+    slots = []
+    for n, piece in enumerate(pieces):
+        tokens += encode(piece, n == 0)
+        if n < len(items):
+            tokens += marker
+            slots.append(len(tokens) - 1)
+    return HybridPrompt(tokens, tuple(slots), tuple(index(items)))
