@@ -133,3 +133,29 @@ def test_generation_injects_slots_at_the_right_place_under_left_padding(tiny):
     assert tiny.tokenizer.decode([first]) == alone[0][: len(tiny.tokenizer.decode([first]))]
     # the slot content reaches the prediction
     assert not torch.allclose(with_slot, lm.next_token_logits(states, slots=[(slot_short, (3,))]))
+
+
+def test_llara_hybrid_run_writes_every_cell_with_stated_denominators(tmp_path, session_cache, data_root):
+    """Plumbing of the hybrid LLaRA mode end to end on a few real MovieLens prompts (tiny scratch LM)."""
+    from recbackdoor.experiments.badrec_experiment import BadRecConfig, run_badrec
+    from recbackdoor.experiments.context import RunContext
+
+    cfg = BadRecConfig.model_validate({
+        "experiment": "badrec", "mode": "llara-hybrid", "datasets": ["ml100k"],
+        "data": {"n_train": 24, "n_test": 6, "history": 2, "pool": 4},
+        "model": {"backbone": "scratch-gpt2-tiny", "train_layers": 2, "method": "full", "autocast": False},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+        "attack": {"triggers": ["word"], "positions": ["end"], "rates": [0.2]},
+        "hybrid": {"sasrec_epochs": 1, "sasrec_dim": 16},
+        "eval": {"max_new_tokens": 8},
+    })
+    ctx = RunContext(out_dir=tmp_path, cache=session_cache)
+    run_badrec(cfg, ctx)
+    cells = {c.variant: c for c in ctx.cells}
+    assert set(cells) == {"random", "most-popular", "sasrec", "benign", "badrec"}
+    assert all(c.victim == "llara-hybrid" for c in cells.values())
+    assert cells["random"].metrics["h1"] == 0.25
+    poisoned = cells["badrec"]
+    assert poisoned.extra["n_fake"] == 6 and poisoned.extra["n_triggered"] == 6
+    assert {"valid", "h1_all", "a_valid", "asr"} <= set(poisoned.metrics) | set(poisoned.extra["undefined"])
+    assert "hybrid" in ctx.protocol["ml100k/llara-hybrid"]
