@@ -39,8 +39,13 @@ def parse_name(name: str) -> str | None:
     return size
 
 
+# prompt shape of the pre-training corpus: the CPU rungs' (history 5, pool 10), which keeps sequences short
+CORPUS_HISTORY = 5
+CORPUS_POOL = 10
+
+
 def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
-    """Titles plus rendered TALLRec / LLaRA prompts (with answers) of the training splits."""
+    """Titles plus rendered TALLRec / LLaRA prompts (with answers) of the training splits only."""
     from recbackdoor.data.prompts import build_llara, build_tallrec, llara_answer, llara_prompt, tallrec_prompt
     from recbackdoor.data.text_datasets import load_dataset
 
@@ -48,9 +53,9 @@ def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
     for name in datasets:
         data = load_dataset(name)
         texts.extend(data.titles.values())
-        t = build_tallrec(data, 10, seed, per_dataset, 0, 0)
+        t = build_tallrec(data, CORPUS_HISTORY, seed, per_dataset, 0, 0)
         texts.extend(tallrec_prompt(s, data) + (" Yes" if s.label else " No") for s in t.train)
-        ll = build_llara(data, 10, 20, seed, per_dataset, 0, 0)
+        ll = build_llara(data, CORPUS_HISTORY, CORPUS_POOL, seed, per_dataset, 0, 0)
         texts.extend(llara_prompt(s, data) + llara_answer(s, data) for s in ll.train)
     random.Random(seed).shuffle(texts)
     return texts
@@ -108,4 +113,4 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     fast.save_pretrained(out)
     tail = losses[-20:] or [float("nan")]
     return {"loss_first": losses[0] if losses else float("nan"), "loss_last": sum(tail) / len(tail),
-            "texts": len(texts), "vocab": len(fast)}
+            "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast)}
