@@ -40,5 +40,9 @@ def summarize(path: Path) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2 or any(a.startswith("-") for a in sys.argv[1:]):
+        sys.exit("usage: python scripts/summarize_badrec.py RESULTS.json [RESULTS.json ...]")
     for arg in sys.argv[1:]:
+        if not Path(arg).is_file():
+            sys.exit(f"{arg}: no such results file")
         print(summarize(Path(arg)))
