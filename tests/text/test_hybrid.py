@@ -69,13 +69,10 @@ def test_hybrid_prompt_slots_sit_on_the_marker_after_each_title(tiny):
     index = ItemIndex(data)
     lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
 
-    def encode(text, first):
-        return lm.encode(text) if first else tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
-
     sample = LlaraSample(0, (20, 30), (40, 70, 10), 40)
-    prompt = encode_hybrid(encode, sample, data, index)
+    prompt = encode_hybrid(lm.encode, sample, data, index)
     assert prompt.slot_items == tuple(index([20, 30, 40, 70, 10]))
-    marker = encode(SLOT_MARKER, False)
+    marker = lm.encode(SLOT_MARKER, bos=False)
     for pos in prompt.slots:
         assert prompt.tokens[pos - len(marker) + 1: pos + 1] == marker
     # the text before each slot ends with the title it belongs to
@@ -84,7 +81,7 @@ def test_hybrid_prompt_slots_sit_on_the_marker_after_each_title(tiny):
 
     poisoned = sample.with_title(70, "Movie [ID] 7")
     with pytest.raises(UserError, match="slot marker"):
-        encode_hybrid(encode, poisoned, data, index)
+        encode_hybrid(lm.encode, poisoned, data, index)
 
 
 def test_untrained_projector_leaves_the_model_unchanged_and_trained_one_changes_it(tiny, tmp_path):

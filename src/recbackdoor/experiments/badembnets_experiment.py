@@ -91,23 +91,27 @@ class VisRankSection(StrictModel):
 
 
 class VBPRSection(StrictModel):
-    k: int = 20
-    k_visual: int = 20
-    epochs: int = 20
-    lr: float = 0.005
-    reg: float = 1e-4
-    batch_size: int = 2048
+    """Defaults are VBPRSettings' (one place); ``top_n`` is the HR@N cut-off of the evaluation."""
+
+    k: int = VBPRSettings.k
+    k_visual: int = VBPRSettings.k_visual
+    epochs: int = VBPRSettings.epochs
+    lr: float = VBPRSettings.lr
+    reg: float = VBPRSettings.reg
+    batch_size: int = VBPRSettings.batch_size
     top_n: int = 10
 
 
 class SimulatorSection(StrictModel):
-    n_users: int = 2000
-    target_share: float = 0.2
-    mean_interactions: float = 20.0
-    min_interactions: int = 5
-    favourite_weight: float = 0.7
-    taste_concentration: float = 0.5
-    popularity_exponent: float = 0.8
+    """Defaults are SimulatorSettings' (one place); the seed comes from the run's seeds."""
+
+    n_users: int = SimulatorSettings.n_users
+    target_share: float = SimulatorSettings.target_share
+    mean_interactions: float = SimulatorSettings.mean_interactions
+    min_interactions: int = SimulatorSettings.min_interactions
+    favourite_weight: float = SimulatorSettings.favourite_weight
+    taste_concentration: float = SimulatorSettings.taste_concentration
+    popularity_exponent: float = SimulatorSettings.popularity_exponent
 
 
 class StudiesSection(StrictModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from recbackdoor.experiments.results import Cell
 from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import TextTrigger, make_trigger
 from recbackdoor.victims.text.backbones import load_backbone
+from recbackdoor.victims.text.hybrid import HybridPrompt, ItemIndex, encode_hybrid, fit_sasrec, sasrec_choices
+from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, load_sasrec, save_sasrec
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.state_store import StateStore
 from recbackdoor.victims.text.tallrec import TallrecRecommender
@@ -68,6 +71,7 @@ class BadRecEngine:
         if self.hybrid:
             self.base_key["hybrid"] = cfg.hybrid.model_dump()
         self._lm: SplitLM | None = None
+        self.item_index = ItemIndex(self.data) if self.hybrid else None
         self._protocol()
 
     # ------------------------------------------------------------ plumbing
@@ -90,30 +94,24 @@ class BadRecEngine:
                     self._lm.attach_projector(self.sasrec.item_table())
         return self._lm
 
-    @property
-    def sasrec(self):
+    @cached_property
+    def sasrec(self) -> SASRec:
         """The SASRec model behind the hybrid ID slots (trained once per dataset/split/seed, cached)."""
-        if getattr(self, "_sasrec", None) is None:
-            from recbackdoor.victims.text.hybrid import ItemIndex, fit_sasrec
-            from recbackdoor.victims.text.sasrec import SasrecSettings, load_sasrec, save_sasrec
+        h = self.cfg.hybrid
+        settings = SasrecSettings(dim=h.sasrec_dim, layers=h.sasrec_layers, epochs=h.sasrec_epochs, lr=h.sasrec_lr)
+        key = {"format": FORMAT, "dataset": self.dataset, "seed": self.seed, "data": _data_key(self.cfg.data),
+               "settings": settings.__dict__, "checksums": self.data.checksums}
 
-            h = self.cfg.hybrid
-            settings = SasrecSettings(dim=h.sasrec_dim, layers=h.sasrec_layers, epochs=h.sasrec_epochs, lr=h.sasrec_lr)
-            key = {"format": FORMAT, "dataset": self.dataset, "seed": self.seed, "data": _data_key(self.cfg.data),
-                   "settings": settings.__dict__, "checksums": self.data.checksums}
+        def build(tmp):
+            with self.ctx.timer(f"{self.dataset}/sasrec"):
+                start = time.perf_counter()
+                model, losses = fit_sasrec(self.data, settings, self.seed)
+            save_sasrec(model, tmp / "sasrec.safetensors")
+            (tmp / "train_log.json").write_text(json.dumps({"seconds": time.perf_counter() - start,
+                                                            "losses": losses}))
 
-            def build(tmp):
-                with self.ctx.timer(f"{self.dataset}/sasrec"):
-                    start = time.perf_counter()
-                    model, losses = fit_sasrec(self.data, settings, self.seed)
-                save_sasrec(model, tmp / "sasrec.safetensors")
-                (tmp / "train_log.json").write_text(json.dumps({"seconds": time.perf_counter() - start,
-                                                                "losses": losses}))
-
-            path = self.ctx.cache.get_or_create("sasrec", key, build)
-            self._sasrec = load_sasrec(path / "sasrec.safetensors")
-            self._item_index = ItemIndex(self.data)
-        return self._sasrec
+        path = self.ctx.cache.get_or_create("sasrec", key, build)
+        return load_sasrec(path / "sasrec.safetensors")
 
     @property
     def store(self) -> StateStore:
@@ -198,26 +196,19 @@ class BadRecEngine:
         lm = self.lm
         eos = lm.tokenizer.eos_token_id
         prompts = self._prompts(samples)
-        answers = [lm.tokenizer(llara_answer(s, self.data), add_special_tokens=False)["input_ids"] + [eos]
-                   for s in samples]
+        answers = [lm.encode(llara_answer(s, self.data), bos=False) + [eos] for s in samples]
         states = self.store.get([p.tokens + a for p, a in zip(prompts, answers, strict=True)],
                                 desc="frozen layers (train)")
         return [Example(st, tuple(range(len(p.tokens) - 1, len(p.tokens) + len(a) - 1)), tuple(a),
                         p.slots, p.slot_items)
                 for st, p, a in zip(states, prompts, answers, strict=True)]
 
-    def _prompts(self, samples: list) -> list:
+    def _prompts(self, samples: list) -> list[HybridPrompt]:
         """LLaRA prompts as tokens, with their ID slots in hybrid mode (none in text-only mode)."""
-        from recbackdoor.victims.text.hybrid import HybridPrompt, encode_hybrid
-
         lm = self.lm
         if not self.hybrid:
             return [HybridPrompt(lm.encode(llara_prompt(s, self.data)), (), ()) for s in samples]
-
-        def encode(text: str, first: bool) -> list[int]:
-            return lm.encode(text) if first else lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        return [encode_hybrid(encode, s, self.data, self._item_index) for s in samples]
+        return [encode_hybrid(lm.encode, s, self.data, self.item_index) for s in samples]
 
     def train(self, v: Variant) -> None:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""
@@ -351,9 +342,7 @@ class BadRecEngine:
         popular = M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)
         baselines = [("random", 1.0 / self.cfg.data.pool), ("most-popular", popular)]
         if self.hybrid:
-            from recbackdoor.victims.text.hybrid import sasrec_choices
-
-            picks = sasrec_choices(self.sasrec, test, self._item_index)
+            picks = sasrec_choices(self.sasrec, test, self.item_index)
             baselines.append(("sasrec", M.hit_at_1(picks, [s.candidates.index(s.target) for s in test])))
         for name, h1 in baselines:
             if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=name):

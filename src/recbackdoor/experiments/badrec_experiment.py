@@ -19,6 +19,7 @@ from recbackdoor.experiments.config import ExperimentConfig, StrictModel
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import register_experiment
 from recbackdoor.experiments.results import Cell
+from recbackdoor.victims.text.sasrec import SasrecSettings
 
 
 class DataSection(StrictModel):
@@ -58,10 +59,10 @@ class AttackSection(StrictModel):
 class HybridSection(StrictModel):
     """LLaRA's hybrid prompt (mode = "llara-hybrid"): SASRec item embeddings in an ID slot after each title."""
 
-    sasrec_dim: int = 64
-    sasrec_layers: int = 2
-    sasrec_epochs: int = 30
-    sasrec_lr: float = 1e-3
+    sasrec_dim: int = SasrecSettings.dim  # defaults are SasrecSettings', kept in one place
+    sasrec_layers: int = SasrecSettings.layers
+    sasrec_epochs: int = SasrecSettings.epochs
+    sasrec_lr: float = SasrecSettings.lr
     curriculum: float = 0.5  # share of training steps over which the hybrid share ramps from 0 to 1
 
 

@@ -63,8 +63,8 @@ def sasrec_choices(model: SASRec, samples: Sequence[LlaraSample], index: ItemInd
 def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIndex) -> HybridPrompt:
     """Tokenise the hybrid prompt piece by piece so every slot's position is known exactly.
 
-    ``encode(text, first)`` returns token ids (``first`` adds the BOS where the
-    tokenizer wants one).
+    ``encode(text, bos)`` returns token ids (``bos``: this is the prompt's start),
+    e.g. :meth:`SplitLM.encode`.
     """
     pieces = llara_prompt(sample, data, id_slot=SLOT_MARKER).split(SLOT_MARKER)
     items = list(sample.history) + list(sample.candidates)

@@ -138,8 +138,6 @@ def load_sasrec(path: Path) -> SASRec:
         settings = SasrecSettings(**{k: types[k](meta[k]) for k in types})
         model = SASRec(int(meta["n_items"]), settings)
         model.load_state_dict(state)
-    except UserError:
-        raise
     except Exception as exc:  # corrupt file, missing metadata, wrong shapes
         raise UserError(f"{path}: not a SASRec checkpoint written by recbackdoor ({exc})") from None
     model.eval()

@@ -217,10 +217,12 @@ class SplitLM:
         self.load_trainable_state(state)
 
     # ------------------------------------------------------------- forward
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, bos: bool = True) -> list[int]:
+        """Token ids of ``text``; ``bos`` adds the BOS token where the tokenizer wants one (a prompt's start)."""
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        return ([bos] if bos is not None and getattr(self.tokenizer, "add_bos_token", False) else []) + ids
+        first = self.tokenizer.bos_token_id
+        wanted = bos and first is not None and getattr(self.tokenizer, "add_bos_token", False)
+        return ([first] if wanted else []) + ids
 
     @torch.no_grad()
     def bottom_states(self, token_lists: Sequence[list[int]], batch_size: int = 16,
