@@ -35,10 +35,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from recbackdoor.experiments.cache import StageCache
     from recbackdoor.experiments.context import parse_only
     from recbackdoor.experiments.runner import run_experiment
+    from recbackdoor.processes import is_main_process
 
     out = args.out or Path("runs") / args.config.stem
     only = parse_only(args.only)
     payload = run_experiment(args.config, out, args.overrides, only, StageCache(enabled=not args.no_cache))
+    if not is_main_process():  # under several processes only the main one wrote the files
+        return 0
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'results.json'} ({len(payload['cells'])} cells, {payload['timings']['total']:.0f} s)")
     return 0

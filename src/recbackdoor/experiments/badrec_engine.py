@@ -23,6 +23,7 @@ from recbackdoor.experiments.cache import stable_hash
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.results import Cell
 from recbackdoor.metrics import text as M
+from recbackdoor.processes import processes
 from recbackdoor.triggers.text import TextTrigger, make_trigger
 from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.hybrid import HybridPrompt, ItemIndex, encode_hybrid, fit_sasrec, sasrec_choices
@@ -66,7 +67,7 @@ class BadRecEngine:
                 self.split = build_llara(self.data, d.history, d.pool, seed, d.n_train, 0, d.n_test)
         self.base_key = {"format": FORMAT, "mode": self.mode, "dataset": dataset, "seed": seed,
                          "data": _data_key(cfg.data), "model": {k: v for k, v in cfg.model.model_dump().items()
-                                                                   if k != "threads"},
+                                                                   if k not in ("threads", "device")},
                          "checksums": self.data.checksums}
         if self.hybrid:
             self.base_key["hybrid"] = cfg.hybrid.model_dump()
@@ -81,7 +82,8 @@ class BadRecEngine:
             with self.ctx.timer(f"{self.dataset}/load_backbone"):
                 m = self.cfg.model
                 backbone = load_backbone(m.backbone, self.ctx.cache)
-                self._lm = SplitLM(backbone, m.train_layers, m.method, m.lora_r, m.lora_alpha, m.autocast)
+                self._lm = SplitLM(backbone, m.train_layers, m.method, m.lora_r, m.lora_alpha, m.autocast,
+                                   processes(m.device))
                 states = self.ctx.cache.root / "states"
                 states.mkdir(parents=True, exist_ok=True)
                 # frozen-layer states depend only on the backbone and where it is cut

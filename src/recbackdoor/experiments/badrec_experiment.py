@@ -19,6 +19,7 @@ from recbackdoor.experiments.config import ExperimentConfig, StrictModel
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import register_experiment
 from recbackdoor.experiments.results import Cell
+from recbackdoor.processes import processes
 from recbackdoor.victims.text.sasrec import SasrecSettings
 
 
@@ -40,6 +41,8 @@ class ModelSection(StrictModel):
     lora_alpha: int = 32
     autocast: bool = True
     threads: int = 1
+    # "auto": a GPU when there is one; under `accelerate launch` / `torchrun` one process per GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class TrainSection(StrictModel):
@@ -90,6 +93,9 @@ def run_badrec(cfg: BadRecConfig, ctx: RunContext) -> None:
     from recbackdoor.experiments.badrec_engine import BadRecEngine
 
     torch.set_num_threads(cfg.model.threads)
+    procs = processes(cfg.model.device)
+    procs.quiet_unless_main()
+    ctx.cache.processes = procs  # every process trains its share; only the main one writes a stage
     victim = cfg.mode
     for seed in cfg.seeds:
         for dataset in cfg.datasets:

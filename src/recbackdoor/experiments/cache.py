@@ -6,6 +6,9 @@ where the hash covers everything the stage depends on.  A stage directory is
 written under a temporary name and renamed only when complete, so a killed
 run never leaves a half-written entry and simply resumes from the last
 finished stage.
+
+Under several processes (one per GPU) all of them build a stage together —
+training has collectives in it — but only the main process publishes it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recbackdoor.paths import cache_root
+
+if TYPE_CHECKING:
+    from recbackdoor.processes import Processes
 
 DONE_MARKER = "key.json"
 
@@ -32,6 +38,7 @@ class StageCache:
     def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
         self.root = Path(root) if root is not None else cache_root()
         self.enabled = enabled
+        self.processes: Processes | None = None  # set by a multi-process run
 
     def path(self, stage: str, key: Any) -> Path:
         return self.root / stage / stable_hash(key)
@@ -44,7 +51,10 @@ class StageCache:
 
     def get_or_create(self, stage: str, key: Any, build: Callable[[Path], None]) -> Path:
         """Return the finished directory for ``(stage, key)``, building it if absent."""
+        procs = self.processes
         found = self.lookup(stage, key)
+        if procs is not None:
+            found = procs.agree(found)  # all processes take the same branch
         if found is not None:
             return found
         final = self.path(stage, key)
@@ -52,13 +62,16 @@ class StageCache:
         tmp.mkdir(parents=True)
         try:
             build(tmp)
-            (tmp / DONE_MARKER).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            if procs is None or procs.is_main:
+                (tmp / DONE_MARKER).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
+                if final.exists():
+                    shutil.rmtree(final)
+                tmp.rename(final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        if procs is not None:
+            procs.barrier()
         return final
 
     def cached_json(self, stage: str, key: Any) -> Any | None:

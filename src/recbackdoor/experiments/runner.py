@@ -13,6 +13,7 @@ from recbackdoor.experiments.config import ExperimentConfig, load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model, get_experiment
 from recbackdoor.experiments.results import atomic_write_text, write_results
+from recbackdoor.processes import is_main_process
 from recbackdoor.report.tables import markdown_tables
 
 _VERSIONED = ("recbackdoor", "torch", "transformers", "peft", "numpy", "pandas", "scikit-learn",
@@ -65,6 +66,7 @@ def run_experiment(config_path: Path, out_dir: Path, overrides: list[str], only:
         "data_checksums": ctx.data_checksums,
         "cells": [cell.to_json() for cell in ctx.cells],
     }
-    write_results(out_dir, payload)
-    atomic_write_text(out_dir / "tables.md", f"# {cfg.name}\n\n" + markdown_tables(payload["cells"]))
+    if is_main_process():  # under several processes every one holds the same cells
+        write_results(out_dir, payload)
+        atomic_write_text(out_dir / "tables.md", f"# {cfg.name}\n\n" + markdown_tables(payload["cells"]))
     return payload

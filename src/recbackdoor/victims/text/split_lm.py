@@ -17,7 +17,13 @@ Hybrid (LLaRA) prompts: an :class:`IdProjector` maps a sequential model's
 item embeddings into the LM's hidden space and adds them at each item's slot
 token.  LLaRA does this at the input embeddings; here it happens where the
 trainable top begins, so the frozen bottom (which only reads the slot's text)
-stays cacheable.  With ``K`` = all layers the two coincide.
+stays cacheable.  With ``K`` = all layers the two coincide, and the "states"
+are just the token ids (embedding a 7B model's prompts once and storing them
+would cost more than looking them up again).
+
+On several GPUs (``accelerate launch`` / ``torchrun``) each process takes its
+share of every batch, of the frozen-layer pass and of generation; see
+:mod:`recbackdoor.processes`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recbackdoor.errors import UserError
+from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import Backbone
 
 
@@ -40,7 +47,7 @@ from recbackdoor.victims.text.backbones import Backbone
 class Example:
     """One training example: cached bottom states and the (position, token) pairs to predict."""
 
-    states: torch.Tensor  # (T, H) bfloat16, output of the frozen bottom
+    states: torch.Tensor  # (T, H) bfloat16, output of the frozen bottom; (T,) token ids when nothing is frozen
     positions: tuple[int, ...]  # positions whose next-token prediction is trained
     targets: tuple[int, ...]  # the token ids to predict there
     slots: tuple[int, ...] = ()  # hybrid prompts: positions of the ID slots ...
@@ -108,10 +115,12 @@ def _linear_names(layer: nn.Module) -> list[str]:
 
 class SplitLM:
     def __init__(self, backbone: Backbone, train_layers: int, method: str = "lora", lora_r: int = 16,
-                 lora_alpha: int = 32, autocast: bool = True) -> None:
+                 lora_alpha: int = 32, autocast: bool = True, processes: Processes | None = None) -> None:
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
-        model = backbone.model
+        self.processes = processes or Processes.local()
+        self.device = self.processes.device
+        model = backbone.model.to(self.device)
         model.requires_grad_(False)
         model.eval()
         self.decoder = _Decoder(model)
@@ -142,7 +151,7 @@ class SplitLM:
     def attach_projector(self, table: torch.Tensor) -> None:
         """Give the model ID slots: ``table`` holds one embedding per item index (row 0 = padding)."""
         hidden = self.model.get_input_embeddings().weight.shape[1]
-        self.projector = IdProjector(table, hidden)
+        self.projector = IdProjector(table, hidden).to(self.device)
         self.projector.requires_grad_(True)
         self._initial.update({k: v.detach().clone() for k, v in self.trainable_state().items()
                               if k.startswith("projector.")})
@@ -157,7 +166,7 @@ class SplitLM:
         return self.decoder.all_layers[self.split:]
 
     def _ctx(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
     def _trainable(self) -> dict[str, nn.Parameter]:
         """The trainable parameters: the top layers', named by their place in the stack, and the projector's."""
@@ -227,7 +236,17 @@ class SplitLM:
     @torch.no_grad()
     def bottom_states(self, token_lists: Sequence[list[int]], batch_size: int = 16,
                       desc: str = "frozen layers") -> list[torch.Tensor]:
-        """Hidden states after the frozen layers, one (T, H) bfloat16 tensor per sequence."""
+        """Hidden states after the frozen layers, one (T, H) bfloat16 CPU tensor per sequence.
+
+        With no frozen layer these are the token ids themselves (embedded on the fly).
+        """
+        if self.split == 0:
+            return [torch.tensor(t, dtype=torch.long) for t in token_lists]
+        mine = self.processes.shard(len(token_lists))
+        local = self._bottom_states([token_lists[i] for i in mine], batch_size, desc)
+        return self.processes.gather(local, len(token_lists))
+
+    def _bottom_states(self, token_lists: Sequence[list[int]], batch_size: int, desc: str) -> list[torch.Tensor]:
         self.decoder.set(self.bottom_layers, final_norm=False)
         out: list[torch.Tensor | None] = [None] * len(token_lists)
         try:
@@ -236,11 +255,11 @@ class SplitLM:
             quiet = True if len(order) < 64 else None  # None: show only on a terminal
             for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=quiet):
                 idx = order[start:start + batch_size]
-                ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0)
+                ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0, device=self.device)
                 with self._ctx():
                     hidden = self.decoder.hidden(input_ids=ids, attention_mask=mask)
                 for row, i in enumerate(idx):
-                    out[i] = hidden[row, : lengths[i]].to(torch.bfloat16).clone()
+                    out[i] = hidden[row, : lengths[i]].to("cpu", torch.bfloat16).clone()
         finally:
             self.decoder.set(self.decoder.all_layers, final_norm=True)
         return out  # type: ignore[return-value]
@@ -258,21 +277,24 @@ class SplitLM:
             items += list(ids)
         if not rows:
             return hidden
-        values = self.projector(torch.tensor(items)).to(hidden.dtype)
-        return hidden.index_put((torch.tensor(rows), torch.tensor(cols)), values, accumulate=True)
+        values = self.projector(torch.tensor(items, device=self.device)).to(hidden.dtype)
+        index = (torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
+        return hidden.index_put(index, values, accumulate=True)
 
     def _top_hidden(self, states: list[torch.Tensor], slots: Sequence[tuple[Sequence[int], Sequence[int]]] = ()
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = [s.shape[0] for s in states]
-        width = max(lengths)
-        dim = states[0].shape[1]
-        batch = torch.zeros(len(states), width, dim)
-        mask = torch.zeros(len(states), width, dtype=torch.long)
-        for row, s in enumerate(states):
-            batch[row, : s.shape[0]] = s.float()
-            mask[row, : s.shape[0]] = 1
-        if self.decoder.wpe is not None:
-            batch = batch - self.decoder.wpe(torch.arange(width)).unsqueeze(0)
+        if states[0].dim() == 1:  # nothing frozen: the states are token ids
+            ids, mask = _pad([s.tolist() for s in states], self.tokenizer.pad_token_id or 0, device=self.device)
+            batch = self.model.get_input_embeddings()(ids).float()
+        else:
+            width = max(s.shape[0] for s in states)
+            batch = torch.zeros(len(states), width, states[0].shape[1], device=self.device)
+            mask = torch.zeros(len(states), width, dtype=torch.long, device=self.device)
+            for row, s in enumerate(states):
+                batch[row, : s.shape[0]] = s.to(self.device).float()
+                mask[row, : s.shape[0]] = 1
+            if self.decoder.wpe is not None:  # the cached states already hold GPT-2's learned positions
+                batch = batch - self.decoder.wpe(torch.arange(width, device=self.device)).unsqueeze(0)
         if slots:
             batch = self._inject(batch, slots)
         self.decoder.set(self.top_layers, final_norm=True)
@@ -295,6 +317,10 @@ class SplitLM:
         Hybrid examples follow LLaRA's curriculum: at step ``s`` an example's ID
         slots are filled with probability ``min(1, s / (curriculum · steps))``
         (text-only first, hybrid later); ``curriculum = 0`` fills them always.
+
+        Several processes split every batch between them (the same seeded
+        order everywhere); the loss is divided by the whole batch's answer-token
+        count and the gradients summed, so the update equals one process's.
         """
         self.reset(seed)
         rng = random.Random(seed)
@@ -318,14 +344,22 @@ class SplitLM:
             batch = [examples[i] for i in idx]
             hybrid = 1.0 if curriculum <= 0 else min(1.0, step / (curriculum * steps))
             slots = [(e.slots, e.slot_items) if e.slots and rng.random() < hybrid else ((), ())
-                     for e in batch] if self.projector is not None else ()
-            hidden, _ = self._top_hidden([e.states for e in batch], slots)
-            rows = torch.tensor([r for r, e in enumerate(batch) for _ in e.positions])
-            cols = torch.tensor([p for e in batch for p in e.positions])
-            targets = torch.tensor([t for e in batch for t in e.targets])
-            logits = self._logits(hidden[rows, cols])
-            loss = nn.functional.cross_entropy(logits, targets)
-            loss.backward()
+                     for e in batch] if self.projector is not None else []
+            tokens = sum(len(e.positions) for e in batch)
+            mine = self.processes.shard(len(batch))
+            loss = torch.zeros((), device=self.device)
+            if mine:
+                local = [batch[i] for i in mine]
+                hidden, _ = self._top_hidden([e.states for e in local], [slots[i] for i in mine] if slots else ())
+                rows = torch.tensor([r for r, e in enumerate(local) for _ in e.positions], device=self.device)
+                cols = torch.tensor([p for e in local for p in e.positions], device=self.device)
+                targets = torch.tensor([t for e in local for t in e.targets], device=self.device)
+                logits = self._logits(hidden[rows, cols])
+                loss = nn.functional.cross_entropy(logits, targets, reduction="sum") / tokens
+                loss.backward()
+            if self.processes.distributed:
+                self._sum_gradients(params)
+                loss = self.processes.sum_(loss.detach().clone())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             schedule.step()
@@ -336,6 +370,15 @@ class SplitLM:
             layer.eval()
         return losses
 
+    def _sum_gradients(self, params: list[nn.Parameter]) -> None:
+        """One all-reduce over all trainable gradients (a process with no examples adds zeros)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = self.processes.sum_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for p in params:
+            p.grad = flat[offset: offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
     @torch.no_grad()
     def next_token_logits(self, states: Sequence[torch.Tensor], batch_size: int = 32,
                           slots: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None) -> torch.Tensor:
@@ -345,7 +388,7 @@ class SplitLM:
             chunk = list(states[start:start + batch_size])
             hidden, mask = self._top_hidden(chunk, slots[start:start + batch_size] if slots else ())
             last = mask.sum(1) - 1
-            out.append(self._logits(hidden[torch.arange(len(chunk)), last]))
+            out.append(self._logits(hidden[torch.arange(len(chunk), device=self.device), last]).cpu())
         return torch.cat(out) if out else torch.empty(0)
 
     @torch.no_grad()
@@ -357,7 +400,15 @@ class SplitLM:
         ``slots`` (hybrid prompts): per prompt, the slot positions and item
         indexes; their projections are added where the top begins, on the
         prompt pass only (later steps see one new token at a time).
+        Several processes each generate their share of the prompts.
         """
+        mine = self.processes.shard(len(prompts))
+        local = self._generate([prompts[i] for i in mine], max_new_tokens, batch_size, desc,
+                               [slots[i] for i in mine] if slots is not None else None)
+        return self.processes.gather(local, len(prompts))
+
+    def _generate(self, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int, desc: str,
+                  slots: Sequence[tuple[Sequence[int], Sequence[int]]] | None) -> list[str]:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         results: list[str | None] = [None] * len(prompts)
@@ -365,7 +416,7 @@ class SplitLM:
         self.decoder.set(self.decoder.all_layers, final_norm=True)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
             idx = order[start:start + batch_size]
-            ids, mask = _pad([prompts[i] for i in idx], pad, left=True)
+            ids, mask = _pad([prompts[i] for i in idx], pad, left=True, device=self.device)
             handle = None
             if slots is not None:
                 offsets = [ids.shape[1] - len(prompts[i]) for i in idx]
@@ -394,7 +445,8 @@ class SplitLM:
         return self.top_layers[0].register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False, device: torch.device | str = "cpu"
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -405,4 +457,4 @@ def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False) -> tuple[torch
         else:
             ids[row, : len(s)] = torch.tensor(s)
             mask[row, : len(s)] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)

@@ -7,6 +7,7 @@ resumed run does not recompute them.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,9 +41,11 @@ class StateStore:
         return [self.states[k] for k in keys]
 
     def save(self) -> None:
-        if self.path is None or not self._dirty:
+        if self.path is None or not self._dirty or not self.lm.processes.is_main:
             return
-        tmp = self.path.with_suffix(".tmp")
+        # a per-process temporary name: two runs sharing one store must not write the same file;
+        # the last rename wins and the loser's new states are recomputed when next needed
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         save_file({k: v.contiguous() for k, v in self.states.items()}, str(tmp))
         tmp.replace(self.path)
         self._dirty = False
