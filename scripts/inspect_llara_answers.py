@@ -1,0 +1,72 @@
+"""Re-generate one cached LLaRA-mode poisoned model's triggered answers and say how the misses fail.
+
+Why: ASR (eq. 3) counts only "returned the poisoned item"; to decide what to change next one needs to
+know whether the misses return the ground truth, another title with the trigger attached, or nothing
+valid, and whether they depend on where the poisoned item sits in the pool.  Uses the stage cache, so
+the model must have been trained by ``recbackdoor run`` with the same config and ``--set`` values.
+
+    python scripts/inspect_llara_answers.py CONFIG --rate 0.3 --trigger word --position end \
+        --set data.n_train=1500 train.epochs=3 --out answers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from recbackdoor.attacks.badrec import trigger_test_llara
+from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
+from recbackdoor.experiments.cache import StageCache
+from recbackdoor.experiments.config import load_config
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.registry import config_model
+from recbackdoor.metrics import text as M
+from recbackdoor.triggers.text import make_trigger
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--trigger", required=True)
+    parser.add_argument("--position", required=True)
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[])
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    cfg = load_config(args.config, [*args.overrides, f"attack.rates=[{args.rate}]"], config_model)
+    engine = BadRecEngine(cfg, RunContext(out_dir=Path("."), cache=StageCache()), args.dataset or cfg.datasets[0],
+                          cfg.seeds[0])
+    trig = make_trigger(args.trigger, args.position, cfg.attack.trigger_text.get(args.trigger))
+    engine.train(Variant("badrec", trig, args.rate))  # loads the cached model; trains only if absent
+    n = cfg.eval.n_triggered or len(engine.split.test)
+    pairs = trigger_test_llara(engine.split.test[:n], engine.data, trig, engine.seed * 104729 + 3)  # as the engine
+    answers = engine._generate([s for s, _ in pairs], "generate (triggered)")
+    rows = []
+    for (sample, item), text in zip(pairs, answers, strict=True):
+        choice = M.match_candidate(text, [sample.title(i, engine.data.titles) for i in sample.candidates])
+        rows.append({"answer": text.strip(), "choice": choice, "poisoned": sample.candidates.index(item),
+                     "target": sample.candidates.index(sample.target)})
+    hits = [r["choice"] == r["poisoned"] for r in rows]
+    by_slot: dict[int, list[bool]] = defaultdict(list)
+    for r, hit in zip(rows, hits, strict=True):
+        by_slot[r["poisoned"]].append(hit)
+    summary = {
+        "asr": sum(hits) / len(rows),
+        "misses_ground_truth": sum(r["choice"] == r["target"] for r in rows),
+        "misses_other_valid": sum(r["choice"] not in (None, r["target"], r["poisoned"]) for r in rows),
+        "misses_invalid": sum(r["choice"] is None for r in rows),
+        "misses_carrying_trigger": sum(not hit and trig.text.strip() in r["answer"]
+                                       for r, hit in zip(rows, hits, strict=True)),
+        "hits_by_pool_slot": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_slot.items())},
+        "n": len(rows),
+    }
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"summary": summary, "answers": rows}, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
