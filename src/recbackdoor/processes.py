@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from recbackdoor.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,10 @@ class Processes:
         from accelerate import PartialState
 
         if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device {device!r}: expected auto, cpu or cuda")
+            raise UserError(f"model.device {device!r}: expected auto, cpu or cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("model.device = 'cuda' but torch sees no GPU (this torch build: "
+                            f"{torch.__version__}); use 'auto' or 'cpu'")
         # accelerate only sets up a multi-process CPU group (gloo) when asked for the CPU explicitly
         cpu = device == "cpu" or not torch.cuda.is_available()
         self.state = PartialState(cpu=cpu)
@@ -89,9 +94,8 @@ class Processes:
             torch.distributed.barrier()
 
     def quiet_unless_main(self) -> None:
-        """Only the main process prints tables and progress bars."""
+        """Only the main process prints (tables, progress lines); errors still reach stderr from all."""
         if not self.is_main:
-            os.environ["TQDM_DISABLE"] = "1"
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — lives as long as the process
 
 

@@ -116,3 +116,12 @@ def test_a_two_process_run_writes_the_one_process_results_once(tiny, session_cac
     assert one.keys() == two.keys()
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-9), key
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")
+def test_asking_for_a_gpu_without_one_is_one_clear_error():
+    from recbackdoor.errors import UserError
+    from recbackdoor.processes import Processes
+
+    with pytest.raises(UserError, match="sees no GPU"):
+        Processes("cuda")

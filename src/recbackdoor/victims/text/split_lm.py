@@ -165,6 +165,11 @@ class SplitLM:
     def top_layers(self) -> list[nn.Module]:
         return self.decoder.all_layers[self.split:]
 
+    @property
+    def _bars(self) -> bool | None:
+        """tqdm's ``disable``: None shows a bar on a terminal; other processes than the main one show none."""
+        return None if self.processes.is_main else True
+
     def _ctx(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
@@ -252,7 +257,7 @@ class SplitLM:
         try:
             lengths = [len(t) for t in token_lists]
             order = sorted(range(len(token_lists)), key=lambda i: lengths[i])
-            quiet = True if len(order) < 64 else None  # None: show only on a terminal
+            quiet = True if len(order) < 64 else self._bars
             for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=quiet):
                 idx = order[start:start + batch_size]
                 ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0, device=self.device)
@@ -334,7 +339,7 @@ class SplitLM:
             optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         order: list[int] = []
         losses = []
-        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0)
+        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0, disable=self._bars)
         for step in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
@@ -414,7 +419,7 @@ class SplitLM:
         results: list[str | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         self.decoder.set(self.decoder.all_layers, final_norm=True)
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=self._bars):
             idx = order[start:start + batch_size]
             ids, mask = _pad([prompts[i] for i in idx], pad, left=True, device=self.device)
             handle = None
