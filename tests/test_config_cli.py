@@ -78,6 +78,7 @@ def test_results_cell_schema():
     merged = mean_over_seeds([a, b]).to_json()
     assert merged["metrics"] == pytest.approx({"auc": 0.75, "asr": 0.95})
     assert merged["metrics_std"] == pytest.approx({"auc": 0.05, "asr": 0.05})
+    assert merged["extra"]["per_seed"] == {"asr": [0.9, 1.0], "auc": [0.7, 0.8]}
     json.dumps(merged)
     with pytest.raises(ValueError):
         Cell("d", "v", "x", None, None, {"asr": float("nan")}).to_json()

@@ -48,7 +48,9 @@ def mean_over_seeds(cells: list[Cell]) -> Cell:
     means = {k: float(np.mean([c.metrics[k] for c in cells])) for k in keys}
     stds = {k: float(np.std([c.metrics[k] for c in cells])) for k in keys}
     first = cells[0]
-    return Cell(first.dataset, first.victim, first.variant, first.trigger, first.position, means, stds, first.extra)
+    per_seed = {k: [float(c.metrics[k]) for c in cells] for k in keys}  # so a reader can check the spread
+    return Cell(first.dataset, first.victim, first.variant, first.trigger, first.position, means, stds,
+                {**first.extra, "per_seed": per_seed})
 
 
 def atomic_write_text(path: Path, text: str) -> None:
