@@ -131,7 +131,40 @@ def tables(runs: dict[str, dict]) -> str:
                 row(f"| {bb} | {e['attack']} | {e.get('lr', '/')} | {e.get('clean_images', '/')} | "
                     + " ".join(_pct(x) for x in e["ba_per_epoch"]) + " | "
                     + " ".join(_pct(x) for x in e["asr_per_epoch"]) + " |")
+    out += _seed_rows(runs)
     return "\n".join(out) + "\n"
+
+
+SEED_METRICS = (("classifier", "fashion-mnist", ("ba", "asr", "ari")),
+                ("visrank", "fashion-mnist", ("map", "t_map")),
+                ("vbpr", "fashion-mnist", ("auc", "delta_p", "delta_hr10")),
+                ("vbpr", "fashion-mnist-heldout", ("delta_hr10",)))
+
+
+def _seed_rows(runs: dict[str, dict]) -> list[str]:
+    """Mean ± std and every seed's value, for runs made with several seeds (cells carry ``per_seed``)."""
+    rows: list[str] = []
+    for bb, run in runs.items():
+        if len(run.get("seeds", [])) < 2:
+            continue
+        if not rows:
+            rows += ["\n**Seed spread — mean ± std over seeds, then each seed's value**\n",
+                     "| backbone | victim | data | model | metric | mean ± std | per seed |",
+                     "|---|---|---|---|---|---|---|"]
+        k = _main_keys(run)
+        for victim, data, names in SEED_METRICS:
+            for v in ("clean", "badnets", "badembnets"):
+                c = _find(run["cells"], dataset=data, victim=victim, variant=v, **k)
+                if c is None:
+                    continue
+                for name in names:
+                    if name not in c["metrics"]:
+                        continue
+                    per = c["extra"].get("per_seed", {}).get(name, [])
+                    rows.append(f"| {bb} | {victim} | {data} | {v} | {name} | {c['metrics'][name]:.4f} ± "
+                                f"{c.get('metrics_std', {}).get(name, 0.0):.4f} | "
+                                + ", ".join(f"{x:.4f}" for x in per) + " |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
