@@ -5,7 +5,8 @@ from recbackdoor.report.vision_tables import tables
 
 
 def _run(seeds: list[int], cells: list[Cell]) -> dict:
-    return {"seeds": seeds, "config": {"trigger": {"pattern": "square", "size": 3, "position": "br"}},
+    return {"seeds": seeds, "config": {"trigger": {"pattern": "square", "size": 3, "position": "br"},
+                                       "vbpr": {"k_visual": 20}},
             "cells": [c.to_json() for c in cells]}
 
 
