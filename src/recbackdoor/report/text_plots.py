@@ -30,6 +30,9 @@ def asr_vs_rate(cells: list[dict[str, Any]], out: Path, title: str) -> Path:
         if label in base:
             ax.axhline(base[label], color=line.get_color(), linestyle=":", linewidth=1)
     ax.set_xscale("log")
+    rates = sorted({p for points in series.values() for p, _ in points})
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])  # the rates measured, written plainly
+    ax.minorticks_off()
     ax.set_xlabel("poisoning rate PR = m / (m + n)")
     ax.set_ylabel("ASR")
     ax.set_ylim(-0.02, 1.02)
