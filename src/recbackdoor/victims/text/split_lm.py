@@ -339,7 +339,8 @@ class SplitLM:
             optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         order: list[int] = []
         losses = []
-        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0, disable=self._bars)
+        # the training bar shows in logs too (every 15 s), as long runs are read from their log files
+        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0, disable=not self.processes.is_main)
         for step in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
