@@ -16,13 +16,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from recbackdoor.attacks.badrec import trigger_test_llara
 from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
 from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
-from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import make_trigger
 
 
@@ -41,12 +39,9 @@ def main() -> None:
                           cfg.seeds[0])
     trig = make_trigger(args.trigger, args.position, cfg.attack.trigger_text.get(args.trigger))
     engine.train(Variant("badrec", trig, args.rate))  # loads the cached model; trains only if absent
-    n = cfg.eval.n_triggered or len(engine.split.test)
-    pairs = trigger_test_llara(engine.split.test[:n], engine.data, trig, engine.seed * 104729 + 3)  # as the engine
-    answers = engine._generate([s for s, _ in pairs], "generate (triggered)")
+    pairs, answers, choices = engine.llara_triggered_answers(trig)  # exactly what the ASR cell counts
     rows = []
-    for (sample, item), text in zip(pairs, answers, strict=True):
-        choice = M.match_candidate(text, [sample.title(i, engine.data.titles) for i in sample.candidates])
+    for (sample, item), text, choice in zip(pairs, answers, choices, strict=True):
         rows.append({"answer": text.strip(), "choice": choice, "poisoned": sample.candidates.index(item),
                      "target": sample.candidates.index(sample.target)})
     hits = [r["choice"] == r["poisoned"] for r in rows]

@@ -309,24 +309,34 @@ class BadRecEngine:
                 "h1_llara": M.hit_at_1(choices_llara, targets), "n_test": len(test),
                 "_examples": gens[:3]}
 
-    def _evaluate_triggered(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
-        tseed = self.seed * 104729 + 3
+    def _triggered_test(self) -> tuple[list, int]:
+        """The test prompts that get the trigger (the first ``eval.n_triggered``) and the seed placing it."""
         n = self.cfg.eval.n_triggered or len(self.split.test)
-        test = self.split.test[:n]
+        return self.split.test[:n], self.seed * 104729 + 3
+
+    def _evaluate_triggered(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
+        test, tseed = self._triggered_test()
         if self.mode == "tallrec":
             triggered = trigger_test_tallrec(test, self.data, trig, tseed)
             p = self.tallrec.p_yes(triggered, self.cfg.eval.batch_size)
-            asr, n_no = M.flip_rate(clean["_yes"][:n], (p > 0.5).tolist())
+            asr, n_no = M.flip_rate(clean["_yes"][: len(test)], (p > 0.5).tolist())
             labels = [s.label for s in triggered]
             return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p), "n_triggered": len(test)}
+        pairs, _, choices = self.llara_triggered_answers(trig)
+        poisoned = [s.candidates.index(item) for s, item in pairs]
+        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned),
+                "n_triggered": len(pairs)}
+
+    def llara_triggered_answers(self, trig: TextTrigger) -> tuple[list[tuple[Any, int]], list[str], list[int | None]]:
+        """Eq. 3's setting for the loaded model: (triggered prompt, poisoned item) pairs, the generated
+        answers, and the pool index each answer names (None when invalid)."""
+        test, tseed = self._triggered_test()
         pairs = trigger_test_llara(test, self.data, trig, tseed)
         samples = [s for s, _ in pairs]
         gens = self._generate(samples, f"generate ({trig.kind}-{trig.position})")
         choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
                    for g, s in zip(gens, samples, strict=True)]
-        poisoned = [s.candidates.index(item) for s, item in pairs]
-        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned),
-                "n_triggered": len(samples)}
+        return pairs, gens, choices
 
     def _generate(self, samples: list, desc: str) -> list[str]:
         prompts = self._prompts(samples)
