@@ -70,3 +70,23 @@ def test_tallrec_backdoor_raises_asr_far_above_benign(tmp_path, session_cache, d
     assert poisoned["asr"] >= benign["asr"] + 0.5, (benign, poisoned)
     assert poisoned["asr"] >= 0.8
     assert poisoned["auc"] > 0.5
+
+
+def test_title_tokenizer_gives_each_title_one_token_and_keeps_triggers_apart():
+    from recbackdoor.victims.text.scratch import train_tokenizer
+
+    titles = ["Usual Suspects, The (1995)", "Air", "Air Supply", "Toy Story (1995)"]
+    texts = ["This user has interacted with these movies: Heat (1995), Chair, Story."] * 20
+    tok = train_tokenizer(texts, 300, titles)
+
+    def pieces(text: str) -> list[str]:
+        return tok.convert_ids_to_tokens(tok(text, add_special_tokens=False)["input_ids"])
+
+    assert pieces(" Usual Suspects, The (1995), Air Supply") == ["Ġ", "Usual Suspects, The (1995)", ",", "Ġ",
+                                                                  "Air Supply"]
+    assert "Air" not in pieces("Chair")  # whole words only
+    end = pieces(" Toy Story (1995) Ethereal")
+    assert end[:2] == ["Ġ", "Toy Story (1995)"] and "".join(end[2:]) == "ĠEthereal"
+    assert "Toy Story (1995)" not in pieces(" Toy Ethereal Story (1995)")  # a trigger inside breaks the title
+    ids = tok(" Toy Story (1995) \u0d2e", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == " Toy Story (1995) \u0d2e"

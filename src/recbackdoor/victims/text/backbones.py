@@ -64,8 +64,9 @@ def smollm2_path(cache: StageCache | None = None) -> Path:
 
 
 SCRATCH_DATASETS = ("ml100k", "lastfm", "steam")
-SCRATCH_STEPS = {"tiny": 120, "small": 1200}
-SCRATCH_TEXTS = {"tiny": 400, "small": 2000}  # prompts per dataset and template in the pre-training corpus
+SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200}
+# prompts per dataset and template in the pre-training corpus
+SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000}
 
 
 def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
@@ -77,6 +78,8 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
     key = {"backbone": f"{scratch.PREFIX}{size}", "arch": scratch.SIZES[size], "datasets": SCRATCH_DATASETS,
            "steps": SCRATCH_STEPS[size], "texts": SCRATCH_TEXTS[size], "seed": seed, "format": 2,
            "corpus_prompts": [scratch.CORPUS_HISTORY, scratch.CORPUS_POOL]}
+    if size in scratch.TITLE_TOKEN_SIZES:
+        key["title_tokens"] = True
 
     def build(tmp: Path) -> None:
         stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed,

@@ -8,6 +8,14 @@ an ordinary Hugging Face checkpoint (config + safetensors + tokenizer), and
 every benign or poisoned recommender is fine-tuned from it.  The tokenizer is
 byte-level BPE trained on the same text, so a title's words are few tokens
 and any code point (U+0D2E) is still representable.
+
+The ``titles`` size also gives every catalogue title its own token.  A
+4-layer model trained for a CPU-hour never learnt to copy a multi-token title
+out of the candidate pool (docs/results.md); with one token per title, copying
+is a single attention lookup and what is left to learn is the preference, as
+in an ID-based sequential recommender.  A title carrying a trigger is no
+longer that token: an end trigger follows the title's token as ordinary BPE
+pieces, a trigger inside the title breaks it into pieces.
 """
 
 from __future__ import annotations
@@ -18,14 +26,17 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
 
 from recbackdoor.errors import UserError
 
 SIZES = {
-    # name: (layers, width, heads, vocab, context)
+    # name: (layers, width, heads, BPE vocab, context)
     "tiny": (2, 64, 4, 2048, 256),
     "small": (4, 256, 4, 6000, 512),
+    "titles": (4, 256, 4, 3000, 256),
 }
+TITLE_TOKEN_SIZES = frozenset({"titles"})  # sizes whose tokenizer has one token per catalogue title
 PREFIX = "scratch-gpt2-"
 
 
@@ -42,6 +53,16 @@ def parse_name(name: str) -> str | None:
 # prompt shape of the pre-training corpus: the CPU rungs' (history 5, pool 10), which keeps sequences short
 CORPUS_HISTORY = 5
 CORPUS_POOL = 10
+
+
+def catalogue_titles(datasets: tuple[str, ...]) -> list[str]:
+    """Every title of the catalogues, in a fixed order (the tokenizer's added-token order)."""
+    from recbackdoor.data.text_datasets import load_dataset
+
+    titles: dict[str, None] = {}
+    for name in datasets:
+        titles.update(dict.fromkeys(load_dataset(name).titles.values()))
+    return list(titles)
 
 
 def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
@@ -61,22 +82,31 @@ def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
     return texts
 
 
-def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
-                  per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3) -> dict[str, float]:
-    """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+def train_tokenizer(texts: list[str], vocab: int, title_tokens: list[str]) -> PreTrainedTokenizerFast:
+    """Byte-level BPE of ``vocab`` pieces on ``texts``, plus one added token per entry of ``title_tokens``."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    layers, width, heads, vocab, context = SIZES[size]
-    texts = corpus(datasets, seed, per_dataset)
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+    # whole words only, so an artist called "Air" does not match inside "Chair"
+    tok.add_tokens([AddedToken(t, single_word=True, normalized=False) for t in title_tokens])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
+
+
+def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
+                  per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3) -> dict[str, float]:
+    """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    layers, width, heads, vocab, context = SIZES[size]
+    texts = corpus(datasets, seed, per_dataset)
+    titles = catalogue_titles(datasets) if size in TITLE_TOKEN_SIZES else []
+    fast = train_tokenizer(texts, vocab, titles)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(fast), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
