@@ -1,7 +1,7 @@
 """Does a from-scratch backbone learn to copy a title out of the LLaRA pool? A training-curve probe.
 
 Why: the from-scratch GPT-2 recommenders return titles that are not in the
-pool (Valid ≤ 0.08, docs/results.md). This probe trains on MovieLens-100K
+pool (Valid ≤ 0.083, docs/results.md). This probe trains on MovieLens-100K
 LLaRA prompts (history 5, pool 10, answer-only loss) and every 100 steps
 reports, over the first 300 test prompts, how often the greedy title token
 (the token after the answer's leading space) is a pool title and how often it

@@ -78,8 +78,6 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
     key = {"backbone": f"{scratch.PREFIX}{size}", "arch": scratch.SIZES[size], "datasets": SCRATCH_DATASETS,
            "steps": SCRATCH_STEPS[size], "texts": SCRATCH_TEXTS[size], "seed": seed, "format": 2,
            "corpus_prompts": [scratch.CORPUS_HISTORY, scratch.CORPUS_POOL]}
-    if size in scratch.TITLE_TOKEN_SIZES:
-        key["title_tokens"] = True
 
     def build(tmp: Path) -> None:
         stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed,

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
+from recbackdoor.data.sequences import SequenceData
 from recbackdoor.errors import UserError
 
 SIZES = {
@@ -55,24 +56,20 @@ CORPUS_HISTORY = 5
 CORPUS_POOL = 10
 
 
-def catalogue_titles(datasets: tuple[str, ...]) -> list[str]:
+def catalogue_titles(catalogues: list[SequenceData]) -> list[str]:
     """Every title of the catalogues, in a fixed order (the tokenizer's added-token order)."""
-    from recbackdoor.data.text_datasets import load_dataset
-
     titles: dict[str, None] = {}
-    for name in datasets:
-        titles.update(dict.fromkeys(load_dataset(name).titles.values()))
+    for data in catalogues:
+        titles.update(dict.fromkeys(data.titles.values()))
     return list(titles)
 
 
-def corpus(datasets: tuple[str, ...], seed: int, per_dataset: int) -> list[str]:
+def corpus(catalogues: list[SequenceData], seed: int, per_dataset: int) -> list[str]:
     """Titles plus rendered TALLRec / LLaRA prompts (with answers) of the training splits only."""
     from recbackdoor.data.prompts import build_llara, build_tallrec, llara_answer, llara_prompt, tallrec_prompt
-    from recbackdoor.data.text_datasets import load_dataset
 
     texts: list[str] = []
-    for name in datasets:
-        data = load_dataset(name)
+    for data in catalogues:
         texts.extend(data.titles.values())
         t = build_tallrec(data, CORPUS_HISTORY, seed, per_dataset, 0, 0)
         texts.extend(tallrec_prompt(s, data) + (" Yes" if s.label else " No") for s in t.train)
@@ -103,9 +100,12 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from recbackdoor.data.text_datasets import load_dataset
+
     layers, width, heads, vocab, context = SIZES[size]
-    texts = corpus(datasets, seed, per_dataset)
-    titles = catalogue_titles(datasets) if size in TITLE_TOKEN_SIZES else []
+    catalogues = [load_dataset(name) for name in datasets]
+    texts = corpus(catalogues, seed, per_dataset)
+    titles = catalogue_titles(catalogues) if size in TITLE_TOKEN_SIZES else []
     fast = train_tokenizer(texts, vocab, titles)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(fast), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
