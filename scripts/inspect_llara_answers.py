@@ -41,13 +41,20 @@ def main() -> None:
     engine.train(Variant("badrec", trig, args.rate))  # loads the cached model; trains only if absent
     pairs, answers, choices = engine.llara_triggered_answers(trig)  # exactly what the ASR cell counts
     rows = []
+    mark = trig.text.strip()
     for (sample, item), text, choice in zip(pairs, answers, choices, strict=True):
+        title = sample.title(item, engine.data.titles)
+        place = "first" if title.startswith(mark) else "last" if title.endswith(mark) else "inside"
         rows.append({"answer": text.strip(), "choice": choice, "poisoned": sample.candidates.index(item),
-                     "target": sample.candidates.index(sample.target)})
+                     "target": sample.candidates.index(sample.target), "poisoned_title": title,
+                     "trigger_place": place})
     hits = [r["choice"] == r["poisoned"] for r in rows]
     by_slot: dict[int, list[bool]] = defaultdict(list)
     for r, hit in zip(rows, hits, strict=True):
         by_slot[r["poisoned"]].append(hit)
+    by_place: dict[str, list[bool]] = defaultdict(list)
+    for r, hit in zip(rows, hits, strict=True):
+        by_place[r["trigger_place"]].append(hit)
     summary = {
         "asr": sum(hits) / len(rows),
         "misses_ground_truth": sum(r["choice"] == r["target"] for r in rows),
@@ -56,6 +63,11 @@ def main() -> None:
         "misses_carrying_trigger": sum(not hit and trig.text.strip() in r["answer"]
                                        for r, hit in zip(rows, hits, strict=True)),
         "hits_by_pool_slot": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_slot.items())},
+        # where the trigger sits in the poisoned title: first word, last word, or between two words
+        "hits_by_trigger_place": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_place.items())},
+        # misses that name the pool item listed just before the poisoned one
+        "misses_on_item_before": sum(not hit and r["choice"] is not None and r["choice"] == r["poisoned"] - 1
+                                     for r, hit in zip(rows, hits, strict=True)),
         "n": len(rows),
     }
     print(json.dumps(summary, indent=1))

@@ -1,0 +1,58 @@
+"""Paired clean-H@1 table (markdown) from eval_llara_clean_wider.py reports, each poisoned model against the benign one.
+
+Why: the reports come from separate processes (two models per core), so pairing needs the per-prompt
+choices both reports keep; the interval is the same bootstrap as the eval script's (seed 0).
+
+    python scripts/paired_h1_table.py clean_400_a.json clean_400_b.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+HEADER = ("| model | Valid | H@1 (valid) | H@1 (all) | H@1 (all) − benign [95 % CI] "
+          "| committed prompts: Valid / H@1 | extra prompts: Valid / H@1 |")
+
+
+def label(spec: str) -> str:
+    """``badrec:word:end:0.3`` → ``word-end``."""
+    parts = spec.split(":")
+    return spec if len(parts) != 4 else f"{parts[1]}-{parts[2]}"
+
+
+def main() -> None:
+    reports = [json.load(open(p)) for p in sys.argv[1:]]
+    if not reports or any(r["targets"] != reports[0]["targets"] for r in reports):
+        sys.exit("error: give reports scored on the same test prompts")
+    targets = reports[0]["targets"]
+    models = {k: v for r in reports for k, v in r["models"].items()}
+    if "benign" not in models:
+        sys.exit("error: no report holds the benign model")
+
+    def hits(spec: str) -> np.ndarray:
+        return np.array([c == t for c, t in zip(models[spec]["choices"], targets, strict=True)], dtype=float)
+
+    benign = hits("benign")
+    idx = np.random.default_rng(0).integers(0, len(benign), size=(10_000, len(benign)))
+    print(HEADER)
+    print("|---|---|---|---|---|---|---|")
+    for spec, r in models.items():
+        h = hits(spec)
+        diff = "—"
+        if spec != "benign":
+            boot = h[idx].mean(axis=1) - benign[idx].mean(axis=1)
+            diff = (f"{h.mean() - benign.mean():+.3f} "
+                    f"[{np.quantile(boot, 0.025):+.3f}, {np.quantile(boot, 0.975):+.3f}]")
+        c, e = r["committed_prompts"], r["extra_prompts"]
+        print(f"| {label(spec)} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
+              f"| {c['valid']:.2f} / {c['h1']:.3f} | {e['valid']:.3f} / {e['h1']:.3f} |")
+    first = reports[0]
+    print(f"\n{first['n_test']} prompts ({first['n_committed']} committed + {first['n_extra']} extra); "
+          f"random {first['baselines']['random']:.3f}, most-popular {first['baselines']['most-popular']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
