@@ -103,7 +103,7 @@ def main() -> None:
         row["extra_prompts"] = {"valid": M.valid_rate(choices[n0:]), "h1": M.hit_at_1(choices[n0:], targets[n0:])}
         row["choices"] = choices  # pool index per prompt (None = invalid), to pair across reports
         report["models"][spec] = row
-        print(spec, json.dumps(row), flush=True)
+        print(spec, json.dumps(summary(row)), flush=True)
         write(args.out, report)  # partial results survive a stopped run
     if "benign" in hits:
         for spec, h in hits.items():
@@ -111,8 +111,14 @@ def main() -> None:
                 lo, hi = paired_interval(h, hits["benign"], engine.seed)
                 report["models"][spec]["h1_all_minus_benign"] = {"diff": float(h.mean() - hits["benign"].mean()),
                                                                  "ci95": [lo, hi]}
-    print(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != "targets"} | {
+        "models": {k: summary(v) for k, v in report["models"].items()}}, indent=1))
     write(args.out, report)
+
+
+def summary(row: dict) -> dict:
+    """A model's row without its per-prompt choices, for the terminal."""
+    return {k: v for k, v in row.items() if k != "choices"}
 
 
 def write(path: Path | None, report: dict) -> None:
