@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
+from recbackdoor.experiments.results import atomic_write_text
 from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import make_trigger
 
@@ -42,14 +42,6 @@ def parse_model(spec: str, cfg) -> Variant:
         sys.exit(f"error: --models entry {spec!r}: expected 'benign' or 'badrec:TRIGGER:POSITION:RATE'")
     _, kind, position, rate = parts
     return Variant("badrec", make_trigger(kind, position, cfg.attack.trigger_text.get(kind)), float(rate))
-
-
-def paired_interval(a: np.ndarray, b: np.ndarray, seed: int, n_boot: int = 10_000) -> tuple[float, float]:
-    """95 % bootstrap interval of mean(a) − mean(b) over the same prompts."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-    diffs = a[idx].mean(axis=1) - b[idx].mean(axis=1)
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
 
 
 def main() -> None:
@@ -82,7 +74,7 @@ def main() -> None:
     n0 = len(committed)
     engine.split = Split(engine.split.train, engine.split.valid, test)
     targets = [s.candidates.index(s.target) for s in test]
-    pop = Counter(x.item for seq in engine.data.sequences.values() for x in seq[:-2])
+    pop = engine.training_popularity()
     report: dict = {"targets": targets, "config": str(args.config), "overrides": args.overrides, "dataset": dataset,
                     "n_test": len(test), "n_committed": n0, "n_extra": len(extra),
                     "baselines": {"random": 1.0 / d.pool,
@@ -93,9 +85,7 @@ def main() -> None:
     for spec, v in zip(args.models, variants, strict=True):
         start = time.perf_counter()
         engine.train(v)  # a cache hit, checked above
-        gens = engine._generate(test, f"generate (clean, {spec})")
-        choices = [M.match_candidate(g, [s.title(i, engine.data.titles) for i in s.candidates])
-                   for g, s in zip(gens, test, strict=True)]
+        _, choices = engine.llara_answers(test, f"generate (clean, {spec})")
         hits[spec] = np.array([c == t for c, t in zip(choices, targets, strict=True)], dtype=float)
         row = {"valid": M.valid_rate(choices), "h1": M.hit_at_1(choices, targets),
                "h1_all": M.hit_at_1_all(choices, targets), "seconds": time.perf_counter() - start}
@@ -108,7 +98,7 @@ def main() -> None:
     if "benign" in hits:
         for spec, h in hits.items():
             if spec != "benign":
-                lo, hi = paired_interval(h, hits["benign"], engine.seed)
+                lo, hi = M.paired_bootstrap_interval(h, hits["benign"], engine.seed)
                 report["models"][spec]["h1_all_minus_benign"] = {"diff": float(h.mean() - hits["benign"].mean()),
                                                                  "ci95": [lo, hi]}
     print(json.dumps({k: v for k, v in report.items() if k != "targets"} | {
@@ -123,9 +113,7 @@ def summary(row: dict) -> dict:
 
 def write(path: Path | None, report: dict) -> None:
     if path is not None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

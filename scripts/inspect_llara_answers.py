@@ -50,17 +50,16 @@ def main() -> None:
                      "trigger_place": place})
     hits = [r["choice"] == r["poisoned"] for r in rows]
     by_slot: dict[int, list[bool]] = defaultdict(list)
-    for r, hit in zip(rows, hits, strict=True):
-        by_slot[r["poisoned"]].append(hit)
     by_place: dict[str, list[bool]] = defaultdict(list)
     for r, hit in zip(rows, hits, strict=True):
+        by_slot[r["poisoned"]].append(hit)
         by_place[r["trigger_place"]].append(hit)
     summary = {
         "asr": sum(hits) / len(rows),
         "misses_ground_truth": sum(r["choice"] == r["target"] for r in rows),
         "misses_other_valid": sum(r["choice"] not in (None, r["target"], r["poisoned"]) for r in rows),
         "misses_invalid": sum(r["choice"] is None for r in rows),
-        "misses_carrying_trigger": sum(not hit and trig.text.strip() in r["answer"]
+        "misses_carrying_trigger": sum(not hit and mark in r["answer"]
                                        for r, hit in zip(rows, hits, strict=True)),
         "hits_by_pool_slot": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_slot.items())},
         # where the trigger sits in the poisoned title: first word, last word, or between two words

@@ -1,7 +1,7 @@
 """Paired clean-H@1 table (markdown) from eval_llara_clean_wider.py reports, each poisoned model against the benign one.
 
 Why: the reports come from separate processes (two models per core), so pairing needs the per-prompt
-choices both reports keep; the interval is the same bootstrap as the eval script's (seed 0).
+choices both reports keep; the interval is the eval script's bootstrap (``paired_bootstrap_interval``, seed 0).
 
     python scripts/paired_h1_table.py clean_400_a.json clean_400_b.json
 """
@@ -12,6 +12,8 @@ import json
 import sys
 
 import numpy as np
+
+from recbackdoor.metrics.text import paired_bootstrap_interval
 
 HEADER = ("| model | Valid | H@1 (valid) | H@1 (all) | H@1 (all) − benign [95 % CI] "
           "| committed prompts: Valid / H@1 | extra prompts: Valid / H@1 |")
@@ -36,16 +38,14 @@ def main() -> None:
         return np.array([c == t for c, t in zip(models[spec]["choices"], targets, strict=True)], dtype=float)
 
     benign = hits("benign")
-    idx = np.random.default_rng(0).integers(0, len(benign), size=(10_000, len(benign)))
     print(HEADER)
     print("|---|---|---|---|---|---|---|")
     for spec, r in models.items():
         h = hits(spec)
         diff = "—"
         if spec != "benign":
-            boot = h[idx].mean(axis=1) - benign[idx].mean(axis=1)
-            diff = (f"{h.mean() - benign.mean():+.3f} "
-                    f"[{np.quantile(boot, 0.025):+.3f}, {np.quantile(boot, 0.975):+.3f}]")
+            lo, hi = paired_bootstrap_interval(h, benign, seed=0)
+            diff = f"{h.mean() - benign.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
         c, e = r["committed_prompts"], r["extra_prompts"]
         print(f"| {label(spec)} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
               f"| {c['valid']:.2f} / {c['h1']:.3f} | {e['valid']:.3f} / {e['h1']:.3f} |")

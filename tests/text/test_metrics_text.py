@@ -69,3 +69,17 @@ def test_defense_score_formula():
 def test_popularity_baseline_picks_most_popular_item():
     pop = {1: 10, 2: 50, 3: 5}
     assert M.popularity_hit_at_1([[1, 2, 3], [1, 3]], [2, 3], pop) == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_interval_cancels_shared_prompt_spread():
+    b = [0, 1, 0, 1, 1, 0, 0, 1]
+    # a is b plus one on every prompt: every resample differs by exactly 1, however spread b is
+    assert M.paired_bootstrap_interval([x + 1 for x in b], b, seed=0, n_boot=200) == pytest.approx((1.0, 1.0))
+    assert M.paired_bootstrap_interval(b, b, seed=0, n_boot=200) == pytest.approx((0.0, 0.0))
+    lo, hi = M.paired_bootstrap_interval([1, 0, 1, 1], [0, 0, 1, 0], seed=3, n_boot=2000)
+    assert 0.0 <= lo < 0.5 < hi <= 1.0  # observed difference 0.5; a resample differs by 0, 1/4, ... or 1
+
+
+def test_paired_bootstrap_interval_rejects_unpaired_scores():
+    with pytest.raises(ValueError, match="equal-length"):
+        M.paired_bootstrap_interval([1, 0], [1, 0, 1], seed=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -299,15 +300,26 @@ class BadRecEngine:
             labels = [s.label for s in test]
             return {"auc": M.auc(labels, p), "accuracy": float(np.mean((p > 0.5) == np.array(labels))),
                     "yes_rate": float(np.mean(p > 0.5)), "n_test": len(test), "_yes": (p > 0.5).tolist()}
-        gens = self._generate(test, "generate (clean)")
+        gens, choices = self.llara_answers(test, "generate (clean)")
         cands = [[s.title(i, self.data.titles) for i in s.candidates] for s in test]
-        choices = [M.match_candidate(g, c) for g, c in zip(gens, cands, strict=True)]
         choices_llara = [M.match_candidate_llara(g, c) for g, c in zip(gens, cands, strict=True)]
         targets = [s.candidates.index(s.target) for s in test]
         return {"valid": M.valid_rate(choices), "h1": M.hit_at_1(choices, targets),
                 "h1_all": M.hit_at_1_all(choices, targets), "valid_llara": M.valid_rate(choices_llara),
                 "h1_llara": M.hit_at_1(choices_llara, targets), "n_test": len(test),
                 "_examples": gens[:3]}
+
+    def llara_answers(self, samples: list, desc: str) -> tuple[list[str], list[int | None]]:
+        """The loaded model's answers to LLaRA prompts and the pool index each names (None when invalid)."""
+        gens = self._generate(samples, desc)
+        choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
+                   for g, s in zip(gens, samples, strict=True)]
+        return gens, choices
+
+    def training_popularity(self) -> Counter:
+        """Item counts over training positions only (each user's last two interactions left out), so the
+        most-popular baseline cannot see the valid or test item."""
+        return Counter(x.item for seq in self.data.sequences.values() for x in seq[:-2])
 
     def _triggered_test(self) -> tuple[list, int]:
         """The test prompts that get the trigger (the first ``eval.n_triggered``) and the seed placing it."""
@@ -332,10 +344,7 @@ class BadRecEngine:
         answers, and the pool index each answer names (None when invalid)."""
         test, tseed = self._triggered_test()
         pairs = trigger_test_llara(test, self.data, trig, tseed)
-        samples = [s for s, _ in pairs]
-        gens = self._generate(samples, f"generate ({trig.kind}-{trig.position})")
-        choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
-                   for g, s in zip(gens, samples, strict=True)]
+        gens, choices = self.llara_answers([s for s, _ in pairs], f"generate ({trig.kind}-{trig.position})")
         return pairs, gens, choices
 
     def _generate(self, samples: list, desc: str) -> list[str]:
@@ -347,9 +356,7 @@ class BadRecEngine:
     def add_baseline_cells(self) -> None:
         """Random and most-popular H@1 on the same test pools (LLaRA mode); popularity from training
         positions only (each user's last two interactions excluded), so the test item does not leak."""
-        from collections import Counter
-
-        pop = Counter(x.item for seq in self.data.sequences.values() for x in seq[:-2])
+        pop = self.training_popularity()
         test = self.split.test
         popular = M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test], pop)
         baselines = [("random", 1.0 / self.cfg.data.pool), ("most-popular", popular)]

@@ -90,3 +90,19 @@ def popularity_hit_at_1(pools: Sequence[Sequence[int]], targets: Sequence[int], 
     """H@1 of always answering the most popular pool item (all answers valid)."""
     hits = [max(pool, key=lambda i: (popularity.get(i, 0), -i)) == t for pool, t in zip(pools, targets, strict=True)]
     return sum(hits) / len(hits) if hits else float("nan")
+
+
+def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], seed: int, n_boot: int = 10_000,
+                              level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap interval of mean(a) − mean(b) where a[i] and b[i] score the same prompt.
+
+    Resampling prompts (not each model separately) keeps the pairing, so the prompt-to-prompt spread that
+    both models share cancels: the interval is narrower than two independent ones would give.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"paired scores need two equal-length, non-empty 1-d sequences, got {x.shape} and {y.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    diffs = x[idx].mean(axis=1) - y[idx].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1.0 - tail))
