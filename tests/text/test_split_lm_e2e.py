@@ -17,6 +17,12 @@ def tiny(session_cache, data_root):
     return load_backbone("scratch-gpt2-tiny", session_cache)
 
 
+@pytest.fixture(scope="module")
+def tiny_lora(tiny):
+    """One LoRA-wrapped split of the tiny backbone, shared: peft cannot wrap the same model twice."""
+    return SplitLM(tiny, train_layers=1, method="lora", lora_r=4, lora_alpha=8)
+
+
 def test_scratch_tokenizer_has_distinct_yes_no_and_sees_malayalam(tiny):
     yes, no = answer_token_ids(tiny.tokenizer)
     assert yes != no
@@ -34,8 +40,8 @@ def test_split_forward_equals_full_forward(tiny):
     assert torch.allclose(split_logits, full, atol=2e-2)
 
 
-def test_adapter_round_trip_and_mismatch(tiny, tmp_path):
-    lm = SplitLM(tiny, train_layers=1, method="lora", lora_r=4, lora_alpha=8)
+def test_adapter_round_trip_and_mismatch(tiny, tiny_lora, tmp_path):
+    lm = tiny_lora
     states = lm.bottom_states([lm.encode("a b c"), lm.encode("d e f g")])
     yes, _ = answer_token_ids(tiny.tokenizer)
     lm.fit([Example(s, (s.shape[0] - 1,), (yes,)) for s in states], epochs=20, batch_size=2, lr=1e-2, seed=0)
@@ -90,3 +96,57 @@ def test_title_tokenizer_gives_each_title_one_token_and_keeps_triggers_apart():
     assert "Toy Story (1995)" not in pieces(" Toy Ethereal Story (1995)")  # a trigger inside breaks the title
     ids = tok(" Toy Story (1995) \u0d2e", add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == " Toy Story (1995) \u0d2e"
+
+
+def _fit_examples(lm, tiny):
+    states = lm.bottom_states([lm.encode(t) for t in ("a b c", "d e f g", "h i", "j k l m n")])
+    yes, no = answer_token_ids(tiny.tokenizer)
+    return [Example(s, (s.shape[0] - 1,), (yes if i % 2 else no,)) for i, s in enumerate(states)]
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(tiny, tiny_lora, tmp_path,
+                                                                                monkeypatch):
+    import recbackdoor.victims.text.split_lm as split_lm
+
+    lm = tiny_lora
+    examples = _fit_examples(lm, tiny)
+    # 3 epochs of 4 examples in batches of 3: 4 steps, with the example order crossing epoch borders
+    reference = lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0)
+    expected = {k: v.clone() for k, v in lm.trainable_state().items()}
+
+    real_save = split_lm.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(split_lm, "save_checkpoint", save_then_die)
+    checkpoint = tmp_path / "partial.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint, checkpoint_every=0)
+    lm.reset(seed=5)  # a fresh process would start from other weights
+    resumed = lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint, checkpoint_every=0)
+    assert resumed == reference
+    for name, value in lm.trainable_state().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_checkpoint_of_another_run_or_corrupt_is_not_resumed(tiny, tiny_lora, tmp_path):
+    from recbackdoor.victims.text.checkpoint import load_checkpoint
+
+    lm = tiny_lora
+    examples = _fit_examples(lm, tiny)
+    checkpoint = tmp_path / "partial.safetensors"
+    reference = lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint, checkpoint_every=0)
+    assert checkpoint.exists()  # written after steps 1-3 (never after the last one)
+    shape = {"steps": 4, "examples": 4, "batch_size": 3, "lr": 1e-2, "seed": 0, "epochs": 3,
+             "weight_decay": 0.0, "warmup": 0.05, "curriculum": 0.0}
+    assert load_checkpoint(checkpoint, shape).step == 3
+    assert load_checkpoint(checkpoint, {**shape, "lr": 2e-2}) is None
+    # another learning rate starts over instead of resuming the lr=1e-2 run
+    other = lm.fit(examples, epochs=3, batch_size=3, lr=2e-2, seed=0, checkpoint=checkpoint, checkpoint_every=1e9)
+    assert len(other) == 4 and other[0] == reference[0] and other[1:] != reference[1:]
+    checkpoint.write_bytes(b"truncated")
+    assert load_checkpoint(checkpoint, shape) is None
+    assert lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint) == reference

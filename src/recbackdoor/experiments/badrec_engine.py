@@ -175,7 +175,8 @@ class BadRecEngine:
                 for k in self.cfg.attack.triggers for p in self.cfg.attack.positions]
 
     def model_key(self, v: Variant) -> dict[str, Any]:
-        key = {**self.base_key, "train": self.cfg.train.model_dump(), "variant": v.name}
+        train = {name: value for name, value in self.cfg.train.model_dump().items() if name != "checkpoint_every"}
+        key = {**self.base_key, "train": train, "variant": v.name}
         if v.trigger is not None:
             key.update(trigger=[v.trigger.kind, v.trigger.text, v.trigger.position], rate=v.rate,
                        fake_history=self.cfg.attack.fake_history)
@@ -225,10 +226,14 @@ class BadRecEngine:
                 self.store.save()
             t = self.cfg.train
             start = time.perf_counter()
+            checkpoint = self.ctx.cache.partial_path("adapter", key)
             with self.ctx.timer(f"{self.dataset}/train"):
                 losses = self.lm.fit(examples, t.epochs, t.batch_size, t.lr, self.seed, desc=f"train {label}",
-                                     curriculum=self.cfg.hybrid.curriculum if self.hybrid else 0.0)
+                                     curriculum=self.cfg.hybrid.curriculum if self.hybrid else 0.0,
+                                     checkpoint=checkpoint, checkpoint_every=t.checkpoint_every)
             self.lm.save(tmp / "adapter.safetensors", {"variant": label})
+            if checkpoint is not None and self.lm.processes.is_main:
+                checkpoint.unlink(missing_ok=True)
             (tmp / "train_log.json").write_text(json.dumps({
                 "seconds": time.perf_counter() - start, "steps": len(losses), "n_benign": len(self.split.train),
                 "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:]}))

@@ -49,6 +49,8 @@ class TrainSection(StrictModel):
     epochs: float = 3.0
     batch_size: int = 8
     lr: float = 1e-3
+    # seconds between mid-training checkpoints (a killed run resumes from the last one); not part of the model
+    checkpoint_every: float = 300.0
 
 
 class AttackSection(StrictModel):

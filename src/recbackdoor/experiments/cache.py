@@ -43,6 +43,10 @@ class StageCache:
     def path(self, stage: str, key: Any) -> Path:
         return self.root / stage / stable_hash(key)
 
+    def partial_path(self, stage: str, key: Any) -> Path | None:
+        """Where an unfinished ``(stage, key)`` keeps its mid-stage checkpoint; None when caching is off."""
+        return self.root / stage / f".partial-{stable_hash(key)}.safetensors" if self.enabled else None
+
     def lookup(self, stage: str, key: Any) -> Path | None:
         path = self.path(stage, key)
         if self.enabled and (path / DONE_MARKER).exists():

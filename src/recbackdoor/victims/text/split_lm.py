@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from tqdm.auto import tqdm
 from recbackdoor.errors import UserError
 from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import Backbone
+from recbackdoor.victims.text.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,13 @@ class SplitLM:
 
     def fit(self, examples: Sequence[Example], epochs: float, batch_size: int, lr: float, seed: int,
             weight_decay: float = 0.0, warmup: float = 0.05, log: Callable[[str], None] | None = None,
-            desc: str = "train", curriculum: float = 0.0) -> list[float]:
+            desc: str = "train", curriculum: float = 0.0, checkpoint: Path | None = None,
+            checkpoint_every: float = 300.0) -> list[float]:
         """Answer-only next-token loss on the top layers; returns the per-step losses.
+
+        With ``checkpoint`` the loop saves its whole state there every ``checkpoint_every``
+        seconds (main process only) and, when a checkpoint of the same run shape is there
+        at the start, continues from it; the result equals an uninterrupted run's.
 
         Hybrid examples follow LLaRA's curriculum: at step ``s`` an example's ID
         slots are filled with probability ``min(1, s / (curriculum · steps))``
@@ -338,9 +345,21 @@ class SplitLM:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimiser, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         order: list[int] = []
-        losses = []
+        losses: list[float] = []
+        shape = {"steps": steps, "examples": len(examples), "batch_size": batch_size, "lr": lr, "seed": seed,
+                 "epochs": epochs, "weight_decay": weight_decay, "warmup": warmup, "curriculum": curriculum}
+        first = 0
+        resumed = load_checkpoint(checkpoint, shape) if checkpoint is not None else None
+        if resumed is not None:
+            self.load_trainable_state(resumed.weights)
+            optimiser.load_state_dict(resumed.optimiser)
+            schedule.load_state_dict(resumed.schedule)
+            rng.setstate(resumed.rng)
+            order, losses, first = resumed.order, resumed.losses, resumed.step
+        saved_at = time.monotonic()
         # the training bar shows in logs too (every 15 s), as long runs are read from their log files
-        bar = tqdm(range(steps), desc=desc, leave=False, mininterval=15.0, disable=not self.processes.is_main)
+        bar = tqdm(range(first, steps), desc=desc, leave=False, mininterval=15.0, disable=not self.processes.is_main,
+                   initial=first, total=steps)
         for step in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
@@ -372,6 +391,12 @@ class SplitLM:
             optimiser.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            due = time.monotonic() - saved_at >= checkpoint_every
+            if checkpoint is not None and due and step + 1 < steps and self.processes.is_main:
+                save_checkpoint(checkpoint, TrainingState(
+                    step + 1, self.trainable_state(), optimiser.state_dict(), schedule.state_dict(),
+                    rng.getstate(), order, losses, shape))
+                saved_at = time.monotonic()
         for layer in self.top_layers:
             layer.eval()
         return losses
