@@ -44,12 +44,12 @@ def save_checkpoint(path: Path, state: TrainingState) -> None:
     """Write ``state`` atomically to ``path``."""
     from safetensors.torch import save_file
 
-    tensors = {f"weight/{k}": v.detach().contiguous().clone() for k, v in state.weights.items()}
+    tensors = {f"weight/{k}": v.detach().cpu().contiguous().clone() for k, v in state.weights.items()}
     moments: dict[str, dict[str, Any]] = {}
     for index, slot in state.optimiser["state"].items():
         for name, value in slot.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim/{index}/{name}"] = value.detach().contiguous().clone()
+                tensors[f"optim/{index}/{name}"] = value.detach().cpu().contiguous().clone()
             else:
                 moments.setdefault(str(index), {})[name] = value
     meta = {"format": FORMAT, "step": str(state.step), "shape": json.dumps(state.shape),
