@@ -19,10 +19,12 @@ HEADER = ("| model | Valid | H@1 (valid) | H@1 (all) | H@1 (all) − benign [95 
           "| committed prompts: Valid / H@1 | extra prompts: Valid / H@1 |")
 
 
-def label(spec: str) -> str:
-    """``badrec:word:end:0.3`` → ``word-end``."""
+def label(spec: str, with_rate: bool) -> str:
+    """``badrec:word:end:0.3`` → ``word-end`` (``word-end, PR 0.3`` when the table mixes rates)."""
     parts = spec.split(":")
-    return spec if len(parts) != 4 else f"{parts[1]}-{parts[2]}"
+    if len(parts) != 4:
+        return spec
+    return f"{parts[1]}-{parts[2]}" + (f", PR {parts[3]}" if with_rate else "")
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
         return np.array([c == t for c, t in zip(models[spec]["choices"], targets, strict=True)], dtype=float)
 
     benign = hits("benign")
+    mixed_rates = len({spec.split(":")[-1] for spec in models if spec.count(":") == 3}) > 1
     print(HEADER)
     print("|---|---|---|---|---|---|---|")
     for spec, r in models.items():
@@ -47,7 +50,7 @@ def main() -> None:
             lo, hi = paired_bootstrap_interval(h, benign, seed=0)
             diff = f"{h.mean() - benign.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
         c, e = r["committed_prompts"], r["extra_prompts"]
-        print(f"| {label(spec)} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
+        print(f"| {label(spec, mixed_rates)} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
               f"| {c['valid']:.2f} / {c['h1']:.3f} | {e['valid']:.3f} / {e['h1']:.3f} |")
     first = reports[0]
     print(f"\n{first['n_test']} prompts ({first['n_committed']} committed + {first['n_extra']} extra); "
