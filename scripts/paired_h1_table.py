@@ -19,12 +19,15 @@ HEADER = ("| model | Valid | H@1 (valid) | H@1 (all) | H@1 (all) − benign [95 
           "| committed prompts: Valid / H@1 | extra prompts: Valid / H@1 |")
 
 
-def label(spec: str, with_rate: bool) -> str:
-    """``badrec:word:end:0.3`` → ``word-end`` (``word-end, PR 0.3`` when the table mixes rates)."""
+def label(spec: str, with_rate: bool, overrides: list[str]) -> str:
+    """``badrec:word:end:0.3`` → ``word-end`` (``word-end, PR 0.3`` when the table mixes rates).
+
+    A report scored with ``--set`` overrides (e.g. ``train.epochs=5``) names them, so two models of the
+    same spec trained differently stay two rows.
+    """
     parts = spec.split(":")
-    if len(parts) != 4:
-        return spec
-    return f"{parts[1]}-{parts[2]}" + (f", PR {parts[3]}" if with_rate else "")
+    name = spec if len(parts) != 4 else f"{parts[1]}-{parts[2]}" + (f", PR {parts[3]}" if with_rate else "")
+    return name + (f" ({', '.join(overrides)})" if overrides else "")
 
 
 def main() -> None:
@@ -32,25 +35,35 @@ def main() -> None:
     if not reports or any(r["targets"] != reports[0]["targets"] for r in reports):
         sys.exit("error: give reports scored on the same test prompts")
     targets = reports[0]["targets"]
-    models = {k: v for r in reports for k, v in r["models"].items()}
-    if "benign" not in models:
-        sys.exit("error: no report holds the benign model")
+    # one row per (spec, overrides): the same spec scored under other --set values is another model
+    models: dict[tuple[str, tuple[str, ...]], dict] = {}
+    for r in reports:
+        for spec, row in r["models"].items():
+            key = (spec, tuple(r.get("overrides", [])))
+            if key in models:
+                sys.exit(f"error: {spec} with overrides {list(key[1])} is in more than one report")
+            models[key] = row
+    benign_keys = [k for k in models if k[0] == "benign"]
+    if len(benign_keys) != 1:
+        sys.exit(f"error: give exactly one benign model; found {len(benign_keys)}")
 
-    def hits(spec: str) -> np.ndarray:
-        return np.array([c == t for c, t in zip(models[spec]["choices"], targets, strict=True)], dtype=float)
+    def hits(key: tuple[str, tuple[str, ...]]) -> np.ndarray:
+        return np.array([c == t for c, t in zip(models[key]["choices"], targets, strict=True)], dtype=float)
 
-    benign = hits("benign")
-    mixed_rates = len({spec.split(":")[-1] for spec in models if spec.count(":") == 3}) > 1
+    benign = hits(benign_keys[0])
+    mixed_rates = len({spec.split(":")[-1] for spec, _ in models if spec.count(":") == 3}) > 1
     print(HEADER)
     print("|---|---|---|---|---|---|---|")
-    for spec, r in models.items():
-        h = hits(spec)
+    for key, r in models.items():
+        spec, overrides = key
+        h = hits(key)
         diff = "—"
         if spec != "benign":
             lo, hi = paired_bootstrap_interval(h, benign, seed=0)
             diff = f"{h.mean() - benign.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
         c, e = r["committed_prompts"], r["extra_prompts"]
-        print(f"| {label(spec, mixed_rates)} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
+        name = label(spec, mixed_rates, list(overrides))
+        print(f"| {name} | {r['valid']:.3f} | {r['h1']:.3f} | {r['h1_all']:.3f} | {diff} "
               f"| {c['valid']:.2f} / {c['h1']:.3f} | {e['valid']:.3f} / {e['h1']:.3f} |")
     first = reports[0]
     print(f"\n{first['n_test']} prompts ({first['n_committed']} committed + {first['n_extra']} extra); "
