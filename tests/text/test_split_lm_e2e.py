@@ -150,3 +150,36 @@ def test_checkpoint_of_another_run_or_corrupt_is_not_resumed(tiny, tiny_lora, tm
     checkpoint.write_bytes(b"truncated")
     assert load_checkpoint(checkpoint, shape) is None
     assert lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint) == reference
+
+
+def test_copy_text_repeats_its_titles_in_order():
+    import random
+
+    from recbackdoor.victims.text.scratch import copy_text
+
+    text = copy_text(["A (1990)", "B (1991)", "C (1992)", "D (1993)"], 3, random.Random(1))
+    first, second = text.removeprefix("List: ").removesuffix(".").split(". Again: ")
+    assert first == second and len(first.split(", ")) == 3
+
+
+def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, data_root):
+    """The titles-copy pre-training must not move the title tokens' random codes (nor decay them)."""
+    from safetensors.torch import load_file
+
+    from recbackdoor.victims.text.scratch import COPY_RECIPES, build_scratch
+
+    weights = {}
+    for steps in (1, 3):
+        out = tmp_path / f"steps{steps}"
+        stats = build_scratch(out, "titles-copy", ("ml100k",), steps, seed=0, per_dataset=20, batch_size=2)
+        assert stats["copy"] == vars(COPY_RECIPES["titles-copy"])
+        weights[steps] = load_file(str(out / "model.safetensors"))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "steps1")
+    title_ids = [tok.convert_tokens_to_ids("Toy Story (1995)"), tok.convert_tokens_to_ids("Heat (1995)")]
+    wte = {s: w["transformer.wte.weight"] for s, w in weights.items()}
+    assert torch.equal(wte[1][title_ids], wte[3][title_ids])
+    assert 0.03 < float(wte[1][title_ids].std()) < 0.07  # the recipe's codes, not GPT-2's 0.02 init
+    other = [tok.convert_tokens_to_ids("Ġthe")]
+    assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train

@@ -9,6 +9,7 @@ well under a second through the ordinary ``from_pretrained`` path.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -64,9 +65,9 @@ def smollm2_path(cache: StageCache | None = None) -> Path:
 
 
 SCRATCH_DATASETS = ("ml100k", "lastfm", "steam")
-SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200}
+SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200, "titles-copy": 1200}
 # prompts per dataset and template in the pre-training corpus
-SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000}
+SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000, "titles-copy": 2000}
 
 
 def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
@@ -78,6 +79,8 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
     key = {"backbone": f"{scratch.PREFIX}{size}", "arch": scratch.SIZES[size], "datasets": SCRATCH_DATASETS,
            "steps": SCRATCH_STEPS[size], "texts": SCRATCH_TEXTS[size], "seed": seed, "format": 2,
            "corpus_prompts": [scratch.CORPUS_HISTORY, scratch.CORPUS_POOL]}
+    if size in scratch.COPY_RECIPES:  # only these sizes carry it, so the other sizes' cached models stay valid
+        key["copy"] = dataclasses.asdict(scratch.COPY_RECIPES[size])
 
     def build(tmp: Path) -> None:
         stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed,

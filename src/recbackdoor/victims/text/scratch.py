@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,9 +37,29 @@ SIZES = {
     "tiny": (2, 64, 4, 2048, 256),
     "small": (4, 256, 4, 6000, 512),
     "titles": (4, 256, 4, 3000, 256),
+    "titles-copy": (4, 256, 4, 3000, 256),
 }
-TITLE_TOKEN_SIZES = frozenset({"titles"})  # sizes whose tokenizer has one token per catalogue title
+TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})  # sizes whose tokenizer has one token per title
 PREFIX = "scratch-gpt2-"
+
+
+@dataclass(frozen=True)
+class CopyRecipe:
+    """Pre-training additions that make a from-scratch model copy a title out of the pool.
+
+    Why: the recommendation data alone gives one answer token per prompt, too sparse a signal to grow a
+    copying circuit in a CPU-hour (docs/results.md). Synthetic "list, then the same list again" texts put a
+    copy target on half of every such row (the induction task of the in-context-learning literature).
+    The title tokens' embeddings are fixed random codes: trained tied embeddings of rare tokens drift together
+    under the softmax's push on every non-target token, and titles that look alike cannot be copied apart.
+    """
+
+    share: float  # share of pre-training rows that are synthetic copy texts (drawn fresh each time)
+    list_len: int  # titles per copy text
+    code_std: float  # std of the frozen random embedding of each title token
+
+
+COPY_RECIPES = {"titles-copy": CopyRecipe(share=0.4, list_len=24, code_std=0.05)}
 
 
 def parse_name(name: str) -> str | None:
@@ -95,6 +116,12 @@ def train_tokenizer(texts: list[str], vocab: int, title_tokens: list[str]) -> Pr
                                    pad_token="<|endoftext|>")
 
 
+def copy_text(titles: list[str], length: int, rng: random.Random) -> str:
+    """A synthetic copy text: ``length`` random titles, then the same titles again in the same order."""
+    items = ", ".join(rng.sample(titles, length))
+    return f"List: {items}. Again: {items}."
+
+
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3) -> dict[str, float]:
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
@@ -112,6 +139,11 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
                         eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
     model = GPT2LMHeadModel(config)
+    recipe = COPY_RECIPES.get(size)
+    if recipe is not None:
+        title_ids = torch.tensor(fast.convert_tokens_to_ids(titles))
+        codes = torch.randn(len(titles), width) * recipe.code_std
+        model.transformer.wte.weight.data[title_ids] = codes
     encoded = [fast(t, add_special_tokens=False)["input_ids"][: context - 1] + [fast.eos_token_id] for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
@@ -121,7 +153,10 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
-        batch = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
+        batch = [encoded[rng.randrange(len(encoded))] if recipe is None or rng.random() >= recipe.share
+                 else fast(copy_text(titles, recipe.list_len, rng), add_special_tokens=False)["input_ids"][
+                     : context - 1] + [fast.eos_token_id]
+                 for _ in range(batch_size)]
         width_ = max(len(b) for b in batch)
         ids = torch.full((batch_size, width_), fast.eos_token_id)
         labels = torch.full((batch_size, width_), -100)
@@ -135,6 +170,8 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
+        if recipe is not None:  # undo the step (and weight decay) on the frozen title codes
+            model.transformer.wte.weight.data[title_ids] = codes
         schedule.step()
         optimiser.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -143,4 +180,5 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     fast.save_pretrained(out)
     tail = losses[-20:] or [float("nan")]
     return {"loss_first": losses[0] if losses else float("nan"), "loss_last": sum(tail) / len(tail),
-            "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast)}
+            "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast),
+            "copy": None if recipe is None else vars(recipe)}
