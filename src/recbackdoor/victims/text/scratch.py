@@ -45,13 +45,15 @@ PREFIX = "scratch-gpt2-"
 
 @dataclass(frozen=True)
 class CopyRecipe:
-    """Pre-training additions that make a from-scratch model copy a title out of the pool.
+    """Pre-training additions meant to make a from-scratch model copy a title out of the pool.
 
     Why: the recommendation data alone gives one answer token per prompt, too sparse a signal to grow a
     copying circuit in a CPU-hour (docs/results.md). Synthetic "list, then the same list again" texts put a
     copy target on half of every such row (the induction task of the in-context-learning literature).
     The title tokens' embeddings are fixed random codes: trained tied embeddings of rare tokens drift together
     under the softmax's push on every non-target token, and titles that look alike cannot be copied apart.
+    Both together make a fresh model copy in the probe (scripts/probe_scratch_induction.py); written into
+    pre-training as below they do not yet (Valid 0.003 after fine-tuning; docs/results.md says why it may be).
     """
 
     share: float  # share of pre-training rows that are synthetic copy texts (drawn fresh each time)
