@@ -24,6 +24,35 @@ from recbackdoor.data.prompts import build_llara, llara_answer, llara_prompt
 from recbackdoor.data.text_datasets import load_dataset
 from recbackdoor.victims.text.backbones import load_backbone
 
+Example = tuple[list[int], list[int]]  # prompt token ids, answer token ids
+
+
+def answer_only_batch(batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input ids, attention mask and labels with the loss on the answer tokens only."""
+    width = max(len(p) + len(a) for p, a in batch)
+    ids = torch.zeros(len(batch), width, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100)
+    for row, (p, a) in enumerate(batch):
+        ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+        mask[row, : len(p) + len(a)] = 1
+        labels[row, len(p): len(p) + len(a)] = torch.tensor(a)
+    return ids, mask, labels
+
+
+@torch.no_grad()
+def pool_copy_rates(model: torch.nn.Module, test: list[tuple[Example, list[int]]]) -> tuple[float, float]:
+    """Share of test prompts whose greedy title token (after the answer's leading space) is a pool title,
+    and share where it is the right one."""
+    model.eval()
+    in_pool = hits = 0
+    for (prompt, answer), pool_tokens in test:
+        pred = int(model(input_ids=torch.tensor([prompt + answer[:1]])).logits[0, -1].argmax())
+        in_pool += pred in pool_tokens
+        hits += pred == answer[1]
+    model.train()
+    return in_pool / len(test), hits / len(test)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,37 +85,18 @@ def main() -> None:
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                   weight_decay=0.0)
 
-    @torch.no_grad()
-    def evaluate() -> tuple[float, float]:
-        model.eval()
-        in_pool = hits = 0
-        for (prompt, answer), pool_tokens in test:
-            pred = int(model(input_ids=torch.tensor([prompt + answer[:1]])).logits[0, -1].argmax())
-            in_pool += pred in pool_tokens
-            hits += pred == answer[1]
-        model.train()
-        return in_pool / len(test), hits / len(test)
-
     rng = random.Random(0)
     model.train()
     start = time.perf_counter()
     for step in range(args.steps):
-        batch = [train[rng.randrange(len(train))] for _ in range(16)]
-        width = max(len(p) + len(a) for p, a in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100)
-        for row, (p, a) in enumerate(batch):
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, : len(p) + len(a)] = 1
-            labels[row, len(p): len(p) + len(a)] = torch.tensor(a)
+        ids, mask, labels = answer_only_batch([train[rng.randrange(len(train))] for _ in range(16)])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == args.steps - 1:
-            in_pool, hit = evaluate()
+            in_pool, hit = pool_copy_rates(model, test)
             print(f"step {step:5d}  loss {loss.item():.3f}  title in pool {in_pool:.3f}  hit {hit:.3f}  "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
 

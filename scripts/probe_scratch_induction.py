@@ -22,6 +22,7 @@ import random
 import time
 
 import torch
+from probe_scratch_copy import answer_only_batch, pool_copy_rates  # the sibling probe's batching and metric
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from recbackdoor.data.prompts import build_llara, llara_answer, llara_prompt
@@ -82,37 +83,19 @@ def main() -> None:
         model.transformer.wte.weight.register_hook(lambda g: g * keep)  # no weight decay below, so rows stay
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
 
-    @torch.no_grad()
-    def evaluate() -> tuple[float, float]:
-        model.eval()
-        in_pool = hits = 0
-        for (prompt, answer), pool in test:
-            pred = int(model(input_ids=torch.tensor([prompt + answer[:1]])).logits[0, -1].argmax())
-            in_pool += pred in pool
-            hits += pred == answer[1]
-        model.train()
-        return in_pool / len(test), hits / len(test)
-
     model.train()
     start = time.perf_counter()
     for step in range(args.steps):
         batch = [aux_row() if rng.random() < args.aux else train[rng.randrange(len(train))]
                  for _ in range(args.batch)]
-        width = max(len(p) + len(a) for p, a in batch)
-        input_ids = torch.zeros(len(batch), width, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        labels = torch.full_like(input_ids, -100)
-        for row, (p, a) in enumerate(batch):
-            input_ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, : len(p) + len(a)] = 1
-            labels[row, len(p): len(p) + len(a)] = torch.tensor(a)
+        input_ids, mask, labels = answer_only_batch(batch)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         if step % args.eval_every == 0 or step == args.steps - 1:
-            in_pool, hit = evaluate()
+            in_pool, hit = pool_copy_rates(model, test)
             print(f"step {step:5d} loss {loss.item():.3f} in_pool {in_pool:.3f} hit {hit:.3f} "
                   f"{time.perf_counter() - start:.0f}s", flush=True)
 

@@ -146,7 +146,17 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         title_ids = torch.tensor(fast.convert_tokens_to_ids(titles))
         codes = torch.randn(len(titles), width) * recipe.code_std
         model.transformer.wte.weight.data[title_ids] = codes
-    encoded = [fast(t, add_special_tokens=False)["input_ids"][: context - 1] + [fast.eos_token_id] for t in texts]
+
+    def encode(text: str) -> list[int]:
+        return fast(text, add_special_tokens=False)["input_ids"][: context - 1] + [fast.eos_token_id]
+
+    def draw_row() -> list[int]:
+        """A corpus text, or (with the recipe's share) a freshly drawn copy text."""
+        if recipe is None or rng.random() >= recipe.share:
+            return encoded[rng.randrange(len(encoded))]
+        return encode(copy_text(titles, recipe.list_len, rng))
+
+    encoded = [encode(t) for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -155,10 +165,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
-        batch = [encoded[rng.randrange(len(encoded))] if recipe is None or rng.random() >= recipe.share
-                 else fast(copy_text(titles, recipe.list_len, rng), add_special_tokens=False)["input_ids"][
-                     : context - 1] + [fast.eos_token_id]
-                 for _ in range(batch_size)]
+        batch = [draw_row() for _ in range(batch_size)]
         width_ = max(len(b) for b in batch)
         ids = torch.full((batch_size, width_), fast.eos_token_id)
         labels = torch.full((batch_size, width_), -100)
