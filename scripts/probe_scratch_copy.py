@@ -23,6 +23,7 @@ from transformers import GPT2LMHeadModel
 from recbackdoor.data.prompts import build_llara, llara_answer, llara_prompt
 from recbackdoor.data.text_datasets import load_dataset
 from recbackdoor.victims.text.backbones import load_backbone
+from recbackdoor.victims.text.scratch import pool_copy_rates
 
 Example = tuple[list[int], list[int]]  # prompt token ids, answer token ids
 
@@ -40,18 +41,10 @@ def answer_only_batch(batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor,
     return ids, mask, labels
 
 
-@torch.no_grad()
-def pool_copy_rates(model: torch.nn.Module, test: list[tuple[Example, list[int]]]) -> tuple[float, float]:
-    """Share of test prompts whose greedy title token (after the answer's leading space) is a pool title,
-    and share where it is the right one."""
-    model.eval()
-    in_pool = hits = 0
-    for (prompt, answer), pool_tokens in test:
-        pred = int(model(input_ids=torch.tensor([prompt + answer[:1]])).logits[0, -1].argmax())
-        in_pool += pred in pool_tokens
-        hits += pred == answer[1]
-    model.train()
-    return in_pool / len(test), hits / len(test)
+def test_case(example: Example, pool_tokens: list[int]) -> tuple[list[int], int, list[int]]:
+    """A ``pool_copy_rates`` case: the prompt up to the answer's leading space, the answer's title token, the pool."""
+    prompt, answer = example
+    return prompt + answer[:1], answer[1], pool_tokens
 
 
 def main() -> None:
@@ -78,8 +71,8 @@ def main() -> None:
         return prompt, answer
 
     train = [encode(s) for s in split.train]
-    test = [(encode(s), [tok(s.title(c, data.titles), add_special_tokens=False)["input_ids"][0]
-                         for c in s.candidates]) for s in split.test[:300]]
+    test = [test_case(encode(s), [tok(s.title(c, data.titles), add_special_tokens=False)["input_ids"][0]
+                                  for c in s.candidates]) for s in split.test[:300]]
     model.requires_grad_(args.train != "blocks")
     model.transformer.h.requires_grad_(True)
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,

@@ -152,14 +152,68 @@ def test_checkpoint_of_another_run_or_corrupt_is_not_resumed(tiny, tiny_lora, tm
     assert lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint) == reference
 
 
-def test_copy_text_repeats_its_titles_in_order():
+def test_copy_row_repeats_its_titles_with_the_loss_on_the_repeat_only():
     import random
 
-    from recbackdoor.victims.text.scratch import copy_text
+    from recbackdoor.victims.text.scratch import copy_row
 
-    text = copy_text(["A (1990)", "B (1991)", "C (1992)", "D (1993)"], 3, random.Random(1))
-    first, second = text.removeprefix("List: ").removesuffix(".").split(". Again: ")
-    assert first == second and len(first.split(", ")) == 3
+    ids, labels = copy_row([11, 12, 13, 14, 15], [7, 8], 3, random.Random(1))
+    first, again, second = ids[:3], ids[3:5], ids[5:]
+    assert first == second and again == [7, 8] and len(set(first)) == 3 and set(first) <= {11, 12, 13, 14, 15}
+    assert labels == [-100] * 5 + second  # the random first half and " again:" carry no loss
+
+
+def test_mixed_loss_weights_each_row_kinds_mean_token_loss():
+    """Row 0 (kind 0) has one counted token with loss ln 2; row 1 (kind 1) two with ln 2 and ln(4/3)."""
+    import math
+
+    from recbackdoor.victims.text.scratch import mixed_loss
+
+    logits = torch.zeros(2, 3, 2)
+    logits[1, 1, 1] = math.log(3)  # p(token 1) = 3/4 at row 1, position 1
+    labels = torch.tensor([[-100, 0, -100], [-100, 0, 1]])  # position t's label is scored by logits[t - 1]
+    kinds = torch.tensor([0, 1])
+    got = mixed_loss(logits, labels, kinds, (0.2, 0.8, 0.0))
+    assert math.isclose(float(got), 0.2 * math.log(2) + 0.8 * (math.log(2) + math.log(4 / 3)) / 2, rel_tol=1e-6)
+    # a kind with no rows in the batch adds nothing (no division by zero)
+    assert math.isclose(float(mixed_loss(logits, labels, kinds, (0.0, 0.0, 1.0))), 0.0)
+
+
+def test_pick_row_answers_with_a_pool_title_and_scores_the_answer_only(data_root):
+    import random
+
+    from recbackdoor.data.text_datasets import load_dataset
+    from recbackdoor.victims.text.scratch import CORPUS_POOL, pick_row
+
+    data = load_dataset("ml100k")
+    words = {}
+
+    def encode(text: str) -> list[int]:  # a word-level stand-in tokenizer
+        return [words.setdefault(w, len(words)) for w in text.split(" ")]
+
+    ids, labels = pick_row(data, encode, -1, random.Random(3))
+    scored = [t for t in labels if t != -100]
+    assert ids[-len(scored):] == scored and scored[-1] == -1  # the answer, then end of text
+    text_of = {v: k for k, v in words.items()}
+    prompt = " ".join(text_of[t] for t in ids[: len(ids) - len(scored)])
+    answer = " ".join(text_of[t] for t in scored[:-1]).strip()
+    pool = prompt.split(f"from these {CORPUS_POOL} movies: ")[1].split(". Answer:")[0]
+    assert answer in pool and answer in data.titles.values()
+
+
+def test_pool_copy_rates_counts_pool_titles_and_hits():
+    """A stub model that always predicts token 5: in the pool of two of three cases, the answer of one."""
+
+    class Always5(torch.nn.Module):
+        def forward(self, input_ids):
+            logits = torch.zeros(1, input_ids.shape[1], 10)
+            logits[0, -1, 5] = 1.0
+            return type("Out", (), {"logits": logits})()
+
+    from recbackdoor.victims.text.scratch import pool_copy_rates
+
+    cases = [([1, 2], 5, [5, 6]), ([1], 6, [5, 6]), ([3], 7, [7, 8])]
+    assert pool_copy_rates(Always5(), cases) == (2 / 3, 1 / 3)
 
 
 def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, data_root):
@@ -183,3 +237,4 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     assert 0.03 < float(wte[1][title_ids].std()) < 0.07  # the recipe's codes, not GPT-2's 0.02 init
     other = [tok.convert_tokens_to_ids("Ġthe")]
     assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train
+

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,23 +46,44 @@ PREFIX = "scratch-gpt2-"
 
 @dataclass(frozen=True)
 class CopyRecipe:
-    """Pre-training additions meant to make a from-scratch model copy a title out of the pool.
+    """Pre-training additions that make a from-scratch model copy a title out of the pool.
 
     Why: the recommendation data alone gives one answer token per prompt, too sparse a signal to grow a
-    copying circuit in a CPU-hour (docs/results.md). Synthetic "list, then the same list again" texts put a
-    copy target on half of every such row (the induction task of the in-context-learning literature).
-    The title tokens' embeddings are fixed random codes: trained tied embeddings of rare tokens drift together
-    under the softmax's push on every non-target token, and titles that look alike cannot be copied apart.
-    Both together make a fresh model copy in the probe (scripts/probe_scratch_induction.py); written into
-    pre-training as below they do not yet (Valid 0.003 after fine-tuning; docs/results.md says why it may be).
+    copying circuit in a CPU-hour (docs/results.md). Three kinds of rows are mixed:
+
+    * copy rows "<list_len title tokens> again: <the same tokens>" put a copy target on every token of the
+      repeat (the induction task of the in-context-learning literature); loss on the repeat only, and the
+      title tokens sit next to each other, so the next title is one hop from the previous one;
+    * pick rows (``pick_row``): a LLaRA prompt of random titles answered by a random pool title, the answer
+      format without any preference in it;
+    * the corpus (titles and training-split prompts, full-sequence loss).
+
+    Each kind's mean token loss is weighted apart (``mixed_loss``): under one token mean the ~100-token corpus
+    rows drown the copy signal and no copy forms in 600 steps. The title tokens' embeddings are fixed random
+    codes: trained tied embeddings of rare tokens drift together under the softmax's push on every non-target
+    token, and titles that look alike cannot be copied apart. With the recipe below the induction forms at
+    step ≈ 300 and the model then names a pool title on 0.995 of held-out prompts, zero-shot.
     """
 
-    share: float  # share of pre-training rows that are synthetic copy texts (drawn fresh each time)
-    list_len: int  # titles per copy text
+    share: float  # share of pre-training rows that are synthetic copy rows (drawn fresh each time)
+    pick_share: float  # share of rows that are synthetic pick rows (see ``pick_row``)
+    list_len: int  # titles per copy row
     code_std: float  # std of the frozen random embedding of each title token
+    lr: float  # peak learning rate of pre-training
+    bf16: bool  # bf16 autocast in pre-training (the probe that copied ran in fp32)
+    copy_weight: float  # weight of the copy rows' mean token loss in a step's loss
+    pick_weight: float  # weight of the pick rows' mean token loss; the corpus rows' mean gets the rest
+    layout: str = "tokens-again-tokens/loss-on-repeat"  # names the row layout, so the cache key follows it
+
+    @property
+    def weights(self) -> tuple[float, float, float]:
+        """Loss weights of the row kinds, in ``ROW_KINDS`` order."""
+        return 1.0 - self.copy_weight - self.pick_weight, self.copy_weight, self.pick_weight
 
 
-COPY_RECIPES = {"titles-copy": CopyRecipe(share=0.4, list_len=24, code_std=0.05)}
+COPY_RECIPES = {"titles-copy": CopyRecipe(share=0.4, pick_share=0.3, list_len=24, code_std=0.05, lr=1e-3,
+                                          bf16=False, copy_weight=0.8, pick_weight=0.15)}
+ROW_KINDS = ("corpus", "copy", "pick")
 
 
 def parse_name(name: str) -> str | None:
@@ -118,15 +140,107 @@ def train_tokenizer(texts: list[str], vocab: int, title_tokens: list[str]) -> Pr
                                    pad_token="<|endoftext|>")
 
 
-def copy_text(titles: list[str], length: int, rng: random.Random) -> str:
-    """A synthetic copy text: ``length`` random titles, then the same titles again in the same order."""
-    items = ", ".join(rng.sample(titles, length))
-    return f"List: {items}. Again: {items}."
+Row = tuple[list[int], list[int]]  # input ids, labels (-100 where no loss)
+
+
+def copy_row(title_ids: list[int], again: list[int], length: int, rng: random.Random) -> Row:
+    """A synthetic copy row: ``length`` random title tokens, " again:", the same tokens; loss on the repeat."""
+    items = rng.sample(title_ids, length)
+    return items + again + items, [-100] * (length + len(again)) + items
+
+
+def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
+               weights: tuple[float, ...]) -> torch.Tensor:
+    """Next-token loss: each row kind's mean token loss (``kinds`` indexes ``weights``), weighted.
+
+    Why: a corpus row puts the loss on every one of its ~100 tokens, a copy row on its 24 repeated titles, a
+    pick row on its 3 answer tokens, so under one token mean the corpus outweighs the rest many times over and
+    the copying circuit does not form (docs/results.md).
+    """
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                                  ignore_index=-100, reduction="none").view(labels.shape[0], -1)
+    counted = (labels[:, 1:] != -100).float()
+    total = per_token.new_zeros(())
+    for kind, weight in enumerate(weights):
+        rows = kinds == kind
+        n = counted[rows].sum()
+        if weight > 0 and n > 0:
+            total = total + weight * per_token[rows].sum() / n
+    return total
+
+
+def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, rng: random.Random) -> Row:
+    """A synthetic pick row: a LLaRA prompt of random catalogue titles, answered by a random pool title.
+
+    Why: it teaches the prompt's answer format, "name one of the candidates", with no preference in it (the
+    answer is uniform over the pool, the history unrelated), as a pretrained instruction-following LLM knows it
+    before it is fine-tuned into a recommender; the loss covers the answer only.
+    """
+    from recbackdoor.data.prompts import LlaraSample, llara_answer, llara_prompt
+
+    items = rng.sample(data.items, CORPUS_HISTORY + CORPUS_POOL)
+    pool = tuple(items[CORPUS_HISTORY:])
+    sample = LlaraSample(user=-1, history=tuple(items[:CORPUS_HISTORY]), candidates=pool, target=rng.choice(pool))
+    prompt = encode(llara_prompt(sample, data))
+    answer = encode(llara_answer(sample, data)) + [eos]
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
+@torch.no_grad()
+def copy_accuracy(model: torch.nn.Module, rows: list[Row]) -> float:
+    """Share of repeated title tokens of ``rows`` that the model predicts exactly (teacher-forced)."""
+    was_training = model.training
+    model.eval()
+    right = total = 0
+    for ids, labels in rows:
+        pred = model(input_ids=torch.tensor([ids])).logits[0, :-1].argmax(-1)
+        target = torch.tensor(labels[1:])
+        counted = target != -100
+        right += int((pred[counted] == target[counted]).sum())
+        total += int(counted.sum())
+    model.train(was_training)
+    return right / max(1, total)
+
+
+@torch.no_grad()
+def pool_copy_rates(model: torch.nn.Module, test: list[tuple[list[int], int, list[int]]]) -> tuple[float, float]:
+    """Share of ``(prompt ids, answer title token, pool title tokens)`` cases whose greedy next token is a pool
+    title, and share where it is the answer. The prompt must end with the answer's leading space."""
+    was_training = model.training
+    model.eval()
+    in_pool = hits = 0
+    for prompt, answer, pool in test:
+        pred = int(model(input_ids=torch.tensor([prompt])).logits[0, -1].argmax())
+        in_pool += pred in pool
+        hits += pred == answer
+    model.train(was_training)
+    return in_pool / max(1, len(test)), hits / max(1, len(test))
+
+
+def pool_copy_cases(data: SequenceData, tok: PreTrainedTokenizerFast, seed: int, n: int
+                    ) -> list[tuple[list[int], int, list[int]]]:
+    """Held-out LLaRA test prompts of the corpus shape, for ``pool_copy_rates`` on a title-token model."""
+    from recbackdoor.data.prompts import build_llara, llara_prompt
+
+    def token(item: int, sample) -> int:
+        return tok.convert_tokens_to_ids(sample.title(item, data.titles))
+
+    split = build_llara(data, CORPUS_HISTORY, CORPUS_POOL, seed, 0, 0, n)
+    space = tok(" ", add_special_tokens=False)["input_ids"]
+    return [(tok(llara_prompt(s, data), add_special_tokens=False)["input_ids"] + space, token(s.target, s),
+             [token(c, s) for c in s.candidates]) for s in split.test]
 
 
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
-                  per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3) -> dict[str, float]:
-    """Train tokenizer + model and save a Hugging Face checkpoint to ``out``."""
+                  per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
+                  probe_every: int = 100, recipe: CopyRecipe | None = None) -> dict:
+    """Train tokenizer + model and save a Hugging Face checkpoint to ``out``.
+
+    With a copy recipe, every ``probe_every`` steps the log records how often the model, zero-shot, puts a pool
+    title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a recipe that will not copy
+    shows it before any recommender is fine-tuned from it, and how many repeated titles of 8 held-out copy rows
+    it predicts (``copy_acc``). ``recipe`` replaces the size's own copy recipe (for experiments).
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from recbackdoor.data.text_datasets import load_dataset
@@ -141,20 +255,32 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
                         eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
     model = GPT2LMHeadModel(config)
-    recipe = COPY_RECIPES.get(size)
+    recipe = recipe or COPY_RECIPES.get(size)
+    title_ids = fast.convert_tokens_to_ids(titles)
     if recipe is not None:
-        title_ids = torch.tensor(fast.convert_tokens_to_ids(titles))
         codes = torch.randn(len(titles), width) * recipe.code_std
         model.transformer.wte.weight.data[title_ids] = codes
+        lr = recipe.lr
+        again = fast(" again:", add_special_tokens=False)["input_ids"]
+        probe = pool_copy_cases(catalogues[0], fast, seed, 200)
+        held_rng = random.Random(seed + 1)
+        held_out = [copy_row(title_ids, again, recipe.list_len, held_rng) for _ in range(8)]
 
-    def encode(text: str) -> list[int]:
-        return fast(text, add_special_tokens=False)["input_ids"][: context - 1] + [fast.eos_token_id]
+    def token_ids(text: str) -> list[int]:
+        return fast(text, add_special_tokens=False)["input_ids"]
 
-    def draw_row() -> list[int]:
-        """A corpus text, or (with the recipe's share) a freshly drawn copy text."""
-        if recipe is None or rng.random() >= recipe.share:
-            return encoded[rng.randrange(len(encoded))]
-        return encode(copy_text(titles, recipe.list_len, rng))
+    def encode(text: str) -> Row:
+        ids = token_ids(text)[: context - 1] + [fast.eos_token_id]
+        return ids, ids
+
+    def draw_row() -> tuple[Row, int]:
+        """A corpus text, or (with the recipe's shares) a freshly drawn copy or pick row; and its kind."""
+        u = rng.random()
+        if recipe is None or u >= recipe.share + recipe.pick_share:
+            return encoded[rng.randrange(len(encoded))], 0
+        if u < recipe.share:
+            return copy_row(title_ids, again, recipe.list_len, rng), 1
+        return pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng), 2
 
     encoded = [encode(t) for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -162,20 +288,29 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     rng = random.Random(seed)
+    bf16 = recipe is None or recipe.bf16
     model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
-        batch = [draw_row() for _ in range(batch_size)]
-        width_ = max(len(b) for b in batch)
+    losses, in_pool, copy_acc = [], [], []
+    for step in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
+        if recipe is not None and step % probe_every == 0:
+            in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
+            copy_acc.append(round(copy_accuracy(model, held_out), 3))
+        drawn = [draw_row() for _ in range(batch_size)]
+        batch = [row for row, _ in drawn]
+        width_ = max(len(ids) for ids, _ in batch)
         ids = torch.full((batch_size, width_), fast.eos_token_id)
         labels = torch.full((batch_size, width_), -100)
         mask = torch.zeros((batch_size, width_), dtype=torch.long)
-        for row, b in enumerate(batch):
+        for row, (b, lab) in enumerate(batch):
             ids[row, : len(b)] = torch.tensor(b)
-            labels[row, : len(b)] = torch.tensor(b)
+            labels[row, : len(b)] = torch.tensor(lab)
             mask[row, : len(b)] = 1
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if recipe is None:
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            else:
+                kinds = torch.tensor([kind for _, kind in drawn])
+                loss = mixed_loss(model(input_ids=ids, attention_mask=mask).logits, labels, kinds, recipe.weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
@@ -188,6 +323,12 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     model.save_pretrained(out)  # safetensors by default
     fast.save_pretrained(out)
     tail = losses[-20:] or [float("nan")]
-    return {"loss_first": losses[0] if losses else float("nan"), "loss_last": sum(tail) / len(tail),
-            "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast),
-            "copy": None if recipe is None else vars(recipe)}
+    stats: dict = {"loss_first": losses[0] if losses else float("nan"), "loss_last": sum(tail) / len(tail),
+                   "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast),
+                   "copy": None if recipe is None else vars(recipe)}
+    if recipe is not None:
+        in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
+        copy_acc.append(round(copy_accuracy(model, held_out), 3))
+        stats[f"in_pool_every_{probe_every}"] = in_pool
+        stats[f"copy_acc_every_{probe_every}"] = copy_acc
+    return stats
