@@ -92,3 +92,14 @@ def test_every_shipped_config_validates(path):
 
     cfg = load_config(path, [], config_model)
     assert cfg.name
+
+
+def test_model_cache_key_leaves_item_prior_out_unless_on(tmp_path):
+    """Cached adapters trained before ``model.item_prior`` existed must keep their keys."""
+    from recbackdoor.experiments.badrec_engine import _model_key
+
+    path = _write(tmp_path, 'experiment = "badrec"\n[model]\nthreads = 2\n')
+    off = _model_key(load_config(path, [], config_model).model)
+    on = _model_key(load_config(path, ["model.item_prior=true"], config_model).model)
+    assert "item_prior" not in off and "threads" not in off
+    assert on == {**off, "item_prior": True}

@@ -238,3 +238,28 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     other = [tok.convert_tokens_to_ids("Ġthe")]
     assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train
 
+
+def test_item_prior_is_trained_saved_reset_and_used_in_generation(tiny, tmp_path):
+    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False, item_prior=True)
+    yes, no = answer_token_ids(tiny.tokenizer)
+    prompts = [lm.encode(t) for t in ("a b c", "d e f g", "h i")]
+    states = lm.bottom_states(prompts)
+    assert torch.count_nonzero(lm.logit_bias) == 0
+    lm.fit([Example(s, (s.shape[0] - 1,), (yes,)) for s in states], epochs=10, batch_size=3, lr=1e-2, seed=0)
+    bias = lm.logit_bias.detach().clone()
+    assert bias[yes] > 0 and bias[yes] == bias.max()  # the answer's prior rose most
+    lm.save(tmp_path / "prior.safetensors", {"variant": "test"})
+    lm.reset(seed=0)
+    assert torch.count_nonzero(lm.logit_bias) == 0
+    lm.load(tmp_path / "prior.safetensors")
+    assert torch.equal(lm.logit_bias.detach(), bias)
+    # generation adds the same bias: a dominant prior on ' No' decides the first generated token
+    plain = lm.generate(prompts, max_new_tokens=1)
+    with torch.no_grad():
+        lm.logit_bias.zero_()
+        lm.logit_bias[no] = 1e4
+    forced = lm.generate(prompts, max_new_tokens=1)
+    assert forced == [tiny.tokenizer.decode([no])] * 3
+    assert plain != forced
+    with pytest.raises(UserError, match="adapter state does not match"):
+        SplitLM(tiny, train_layers=1, method="full", autocast=False).load(tmp_path / "prior.safetensors")

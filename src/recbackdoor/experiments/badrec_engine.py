@@ -51,6 +51,15 @@ def _data_key(section: Any) -> dict[str, Any]:
     return data
 
 
+def _model_key(section: Any) -> dict[str, Any]:
+    """The model part of a cache key: run-time settings left out, and ``item_prior`` only when on, so keys made
+    before it existed still match."""
+    model = {k: v for k, v in section.model_dump().items() if k not in ("threads", "device")}
+    if not model.get("item_prior"):
+        model.pop("item_prior", None)
+    return model
+
+
 class BadRecEngine:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
@@ -67,8 +76,7 @@ class BadRecEngine:
             else:
                 self.split = build_llara(self.data, d.history, d.pool, seed, d.n_train, 0, d.n_test)
         self.base_key = {"format": FORMAT, "mode": self.mode, "dataset": dataset, "seed": seed,
-                         "data": _data_key(cfg.data), "model": {k: v for k, v in cfg.model.model_dump().items()
-                                                                   if k not in ("threads", "device")},
+                         "data": _data_key(cfg.data), "model": _model_key(cfg.model),
                          "checksums": self.data.checksums}
         if self.hybrid:
             self.base_key["hybrid"] = cfg.hybrid.model_dump()
@@ -84,7 +92,7 @@ class BadRecEngine:
                 m = self.cfg.model
                 backbone = load_backbone(m.backbone, self.ctx.cache)
                 self._lm = SplitLM(backbone, m.train_layers, m.method, m.lora_r, m.lora_alpha, m.autocast,
-                                   processes(m.device))
+                                   processes(m.device), item_prior=m.item_prior)
                 states = self.ctx.cache.root / "states"
                 states.mkdir(parents=True, exist_ok=True)
                 # frozen-layer states depend only on the backbone and where it is cut

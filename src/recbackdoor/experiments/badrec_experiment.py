@@ -40,6 +40,8 @@ class ModelSection(StrictModel):
     lora_r: int = 16
     lora_alpha: int = 32
     autocast: bool = True
+    # a trainable bias on every vocabulary logit (the item prior; see victims/text/split_lm.py)
+    item_prior: bool = False
     threads: int = 1
     # "auto": a GPU when there is one; under `accelerate launch` / `torchrun` one process per GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"

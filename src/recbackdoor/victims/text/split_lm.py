@@ -13,6 +13,14 @@ every position, which alone was half the step time.
 With ``K`` equal to the number of layers the split is at the embeddings and
 this is ordinary fine-tuning.
 
+``item_prior`` adds a trainable bias to every vocabulary logit.  Why: a model
+whose output embeddings are frozen (tied to fixed random title codes, as the
+from-scratch ``titles-copy`` backbone's are) can only express a per-title
+preference such as popularity as a linear function of its 256-wide hidden
+state, which covers a small part of a 1,349-title score vector; the bias is
+the item prior an ID recommender has.  The bias is part of the trained state
+(saved, loaded, reset to zero) and is applied in generation too.
+
 Hybrid (LLaRA) prompts: an :class:`IdProjector` maps a sequential model's
 item embeddings into the LM's hidden space and adds them at each item's slot
 token.  LLaRA does this at the input embeddings; here it happens where the
@@ -117,7 +125,8 @@ def _linear_names(layer: nn.Module) -> list[str]:
 
 class SplitLM:
     def __init__(self, backbone: Backbone, train_layers: int, method: str = "lora", lora_r: int = 16,
-                 lora_alpha: int = 32, autocast: bool = True, processes: Processes | None = None) -> None:
+                 lora_alpha: int = 32, autocast: bool = True, processes: Processes | None = None,
+                 item_prior: bool = False) -> None:
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.processes = processes or Processes.local()
@@ -148,6 +157,10 @@ class SplitLM:
         else:
             raise UserError(f"finetune method {method!r}: expected 'lora' or 'full'")
         self.projector: IdProjector | None = None
+        self.logit_bias: nn.Parameter | None = None
+        if item_prior:
+            vocab = model.get_output_embeddings().weight.shape[0]
+            self.logit_bias = nn.Parameter(torch.zeros(vocab, device=self.device))
         self._initial = {k: v.detach().clone() for k, v in self.trainable_state().items()}
 
     def attach_projector(self, table: torch.Tensor) -> None:
@@ -181,6 +194,8 @@ class SplitLM:
                   for name, param in layer.named_parameters() if param.requires_grad}
         if self.projector is not None:
             params.update({f"projector.{name}": p for name, p in self.projector.named_parameters()})
+        if self.logit_bias is not None:
+            params["logit_bias"] = self.logit_bias
         return params
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -314,7 +329,8 @@ class SplitLM:
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self._ctx():
-            return self.model.get_output_embeddings()(hidden).float()
+            logits = self.model.get_output_embeddings()(hidden).float()
+        return logits if self.logit_bias is None else logits + self.logit_bias
 
     def fit(self, examples: Sequence[Example], epochs: float, batch_size: int, lr: float, seed: int,
             weight_decay: float = 0.0, warmup: float = 0.05, log: Callable[[str], None] | None = None,
@@ -455,13 +471,28 @@ class SplitLM:
             try:
                 with self._ctx():
                     gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                              do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+                                              do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                                              logits_processor=self._prior_processor())
             finally:
                 if handle is not None:
                     handle.remove()
             for row, i in enumerate(idx):
                 results[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
         return results  # type: ignore[return-value]
+
+    def _prior_processor(self):
+        """Generation's view of ``item_prior``: the same bias added to each step's scores."""
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        bias = self.logit_bias
+        if bias is None:
+            return LogitsProcessorList()
+
+        class AddPrior(LogitsProcessor):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+                return scores + bias.detach().to(scores.dtype)[: scores.shape[-1]]
+
+        return LogitsProcessorList([AddPrior()])
 
     def _slot_hook(self, slots, offsets: list[int], width: int):
         def hook(module, args, kwargs):
