@@ -41,7 +41,7 @@ def answer_only_batch(batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor,
     return ids, mask, labels
 
 
-def test_case(example: Example, pool_tokens: list[int]) -> tuple[list[int], int, list[int]]:
+def pool_case(example: Example, pool_tokens: list[int]) -> tuple[list[int], int, list[int]]:
     """A ``pool_copy_rates`` case: the prompt up to the answer's leading space, the answer's title token, the pool."""
     prompt, answer = example
     return prompt + answer[:1], answer[1], pool_tokens
@@ -71,7 +71,7 @@ def main() -> None:
         return prompt, answer
 
     train = [encode(s) for s in split.train]
-    test = [test_case(encode(s), [tok(s.title(c, data.titles), add_special_tokens=False)["input_ids"][0]
+    test = [pool_case(encode(s), [tok(s.title(c, data.titles), add_special_tokens=False)["input_ids"][0]
                                   for c in s.candidates]) for s in split.test[:300]]
     model.requires_grad_(args.train != "blocks")
     model.transformer.h.requires_grad_(True)

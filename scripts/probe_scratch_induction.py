@@ -22,7 +22,7 @@ import random
 import time
 
 import torch
-from probe_scratch_copy import answer_only_batch, test_case  # the sibling probe's batching and test cases
+from probe_scratch_copy import answer_only_batch, pool_case  # the sibling probe's batching and test cases
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from recbackdoor.data.prompts import build_llara, llara_answer, llara_prompt
@@ -58,7 +58,7 @@ def main() -> None:
         return ids(llara_prompt(sample, data)), ids(llara_answer(sample, data)) + [tok.eos_token_id]
 
     train = [encode(s) for s in split.train]
-    test = [test_case(encode(s), [ids(s.title(c, data.titles))[0] for c in s.candidates]) for s in split.test[:300]]
+    test = [pool_case(encode(s), [ids(s.title(c, data.titles))[0] for c in s.candidates]) for s in split.test[:300]]
     titles = [tok.convert_tokens_to_ids(t) for t in scratch.catalogue_titles([data])]
     rng = random.Random(0)
 

@@ -291,10 +291,14 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     bf16 = recipe is None or recipe.bf16
     model.train()
     losses, in_pool, copy_acc = [], [], []
+
+    def record_probes() -> None:
+        in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
+        copy_acc.append(round(copy_accuracy(model, held_out), 3))
+
     for step in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
         if recipe is not None and step % probe_every == 0:
-            in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
-            copy_acc.append(round(copy_accuracy(model, held_out), 3))
+            record_probes()
         drawn = [draw_row() for _ in range(batch_size)]
         batch = [row for row, _ in drawn]
         width_ = max(len(ids) for ids, _ in batch)
@@ -327,8 +331,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
                    "loss_every_100": losses[::100], "texts": len(texts), "vocab": len(fast),
                    "copy": None if recipe is None else vars(recipe)}
     if recipe is not None:
-        in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
-        copy_acc.append(round(copy_accuracy(model, held_out), 3))
+        record_probes()  # the trained model's figures close both lists
         stats[f"in_pool_every_{probe_every}"] = in_pool
         stats[f"copy_acc_every_{probe_every}"] = copy_acc
     return stats
