@@ -84,6 +84,26 @@ def test_hybrid_prompt_slots_sit_on_the_marker_after_each_title(tiny):
         encode_hybrid(lm.encode, poisoned, data, index)
 
 
+def test_title_slots_sit_on_each_titles_last_token_without_a_marker(tiny):
+    data = _toy_data()
+    index = ItemIndex(data)
+    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
+    sample = LlaraSample(0, (20, 30), (40, 70, 10), 40)
+
+    prompt = encode_hybrid(lm.encode, sample, data, index, slot="title")
+    marked = encode_hybrid(lm.encode, sample, data, index)
+    marker = lm.encode(SLOT_MARKER, bos=False)
+    assert prompt.slot_items == marked.slot_items
+    # the same prompt with every marker taken out, and each slot moved back onto its title
+    assert len(prompt.tokens) == len(marked.tokens) - len(marker) * len(marked.slots)
+    assert [p + (n + 1) * len(marker) for n, p in enumerate(prompt.slots)] == list(marked.slots)
+    for n, pos in enumerate(prompt.slots):
+        title = data.titles[[20, 30, 40, 70, 10][n]]
+        assert tiny.tokenizer.decode(prompt.tokens[: pos + 1]).rstrip().endswith(title)
+    with pytest.raises(UserError, match="hybrid slot 'middle'"):
+        encode_hybrid(lm.encode, sample, data, index, slot="middle")
+
+
 def test_untrained_projector_leaves_the_model_unchanged_and_trained_one_changes_it(tiny, tmp_path):
     lm = SplitLM(tiny, train_layers=1, method="lora", lora_r=4, lora_alpha=8, autocast=False)
     ids = lm.encode("Movie 1 [ID], Movie 2 [ID] Answer:")

@@ -60,6 +60,14 @@ def _model_key(section: Any) -> dict[str, Any]:
     return model
 
 
+def _hybrid_key(section: Any) -> dict[str, Any]:
+    """The hybrid part of a cache key; LLaRA's default slot place is left out so older keys still match."""
+    hybrid = section.model_dump()
+    if hybrid.get("slot") == "marker":
+        del hybrid["slot"]
+    return hybrid
+
+
 class BadRecEngine:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
@@ -79,7 +87,7 @@ class BadRecEngine:
                          "data": _data_key(cfg.data), "model": _model_key(cfg.model),
                          "checksums": self.data.checksums}
         if self.hybrid:
-            self.base_key["hybrid"] = cfg.hybrid.model_dump()
+            self.base_key["hybrid"] = _hybrid_key(cfg.hybrid)
         self._lm: SplitLM | None = None
         self.item_index = ItemIndex(self.data) if self.hybrid else None
         self._protocol()
@@ -162,7 +170,8 @@ class BadRecEngine:
                              "denominator n_no")
         if self.hybrid:
             h = self.cfg.hybrid
-            proto["hybrid"] = (f"' [ID]' after every title; SASRec ({h.sasrec_layers} blocks, dim {h.sasrec_dim}, "
+            place = "' [ID]' after every title" if h.slot == "marker" else "on every title's last token (no marker)"
+            proto["hybrid"] = (f"ID slot {place}; SASRec ({h.sasrec_layers} blocks, dim {h.sasrec_dim}, "
                                f"{h.sasrec_epochs} epochs on each user's sequence minus its last two items) item "
                                "embeddings, 2-layer MLP projector, added at the slot where the trained top layers "
                                f"begin; curriculum: hybrid share ramps 0->1 over the first {h.curriculum:.0%} of "
@@ -220,7 +229,7 @@ class BadRecEngine:
         lm = self.lm
         if not self.hybrid:
             return [HybridPrompt(lm.encode(llara_prompt(s, self.data)), (), ()) for s in samples]
-        return [encode_hybrid(lm.encode, s, self.data, self.item_index) for s in samples]
+        return [encode_hybrid(lm.encode, s, self.data, self.item_index, self.cfg.hybrid.slot) for s in samples]
 
     def train(self, v: Variant) -> None:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""

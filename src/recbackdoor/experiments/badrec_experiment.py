@@ -71,6 +71,9 @@ class HybridSection(StrictModel):
     sasrec_epochs: int = SasrecSettings.epochs
     sasrec_lr: float = SasrecSettings.lr
     curriculum: float = 0.5  # share of training steps over which the hybrid share ramps from 0 to 1
+    # where the ID embedding goes: "marker" (LLaRA: a " [ID]" token after each title) or "title" (added onto the
+    # title's last token, no marker; for models that answer by copying a title token)
+    slot: Literal["marker", "title"] = "marker"
 
 
 class EvalSection(StrictModel):

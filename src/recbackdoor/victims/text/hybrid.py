@@ -5,6 +5,12 @@ frozen layers read where an item ends; the marker's last token is the slot at
 which :class:`~recbackdoor.victims.text.split_lm.SplitLM` adds the projected
 embedding.  Items are numbered 1..N in catalogue order (0 = padding), the
 numbering SASRec is trained with.
+
+``slot="title"`` (not LLaRA's layout) drops the marker and adds the embedding
+onto the title's own last token.  A model that answers by copying a title
+token out of the pool (the from-scratch ``titles-copy`` backbone) then sees
+the collaborative signal in the very key and value it copies from, instead of
+in a neighbouring token it would first have to tie back to the title.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from recbackdoor.errors import UserError
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, left_pad, train_sasrec
 
 SLOT_MARKER = " [ID]"
+SLOT_PLACES = ("marker", "title")
 
 
 @dataclass(frozen=True)
@@ -60,17 +67,21 @@ def sasrec_choices(model: SASRec, samples: Sequence[LlaraSample], index: ItemInd
     return [int(torch.argmax(scores[row, index(s.candidates)])) for row, s in enumerate(samples)]
 
 
-def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIndex) -> HybridPrompt:
+def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIndex,
+                  slot: str = "marker") -> HybridPrompt:
     """Tokenise the hybrid prompt piece by piece so every slot's position is known exactly.
 
     ``encode(text, bos)`` returns token ids (``bos``: this is the prompt's start),
-    e.g. :meth:`SplitLM.encode`.
+    e.g. :meth:`SplitLM.encode`.  ``slot``: "marker" (LLaRA's " [ID]" after each
+    title) or "title" (no marker; the slot is the title's last token).
     """
+    if slot not in SLOT_PLACES:
+        raise UserError(f"hybrid slot {slot!r}: expected one of {', '.join(SLOT_PLACES)}")
     pieces = llara_prompt(sample, data, id_slot=SLOT_MARKER).split(SLOT_MARKER)
     items = list(sample.history) + list(sample.candidates)
     if len(pieces) != len(items) + 1:
         raise UserError(f"user {sample.user}: an item title contains the hybrid slot marker {SLOT_MARKER.strip()!r}")
-    marker = encode(SLOT_MARKER, False)
+    marker = encode(SLOT_MARKER, False) if slot == "marker" else []
     tokens: list[int] = []
     slots = []
     for n, piece in enumerate(pieces):
