@@ -1,0 +1,78 @@
+"""Whom does a cached benign LLaRA-mode model follow: the ground truth, popularity, SASRec, a pool position?
+
+Why: H@1 alone cannot tell a model that learnt a weak preference from one that copies a favourite pool
+position or leans on popularity.  For each clean test prompt this compares the model's pick with the
+most-popular pool item (training-split counts, as the baseline cell) and, in hybrid mode, with SASRec's
+pick; it then answers the same prompts with the ID slots left empty, to measure how much the model uses
+the collaborative signal.  Uses the stage cache, so the model must have been trained by
+``recbackdoor run`` with the same config and ``--set`` values.
+
+    python scripts/inspect_clean_choices.py configs/small/scratch_titles_copy_llara_hybrid_ml100k.toml \
+        --set hybrid.slot=title --out choices.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
+from recbackdoor.experiments.cache import StageCache
+from recbackdoor.experiments.config import load_config
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.registry import config_model
+from recbackdoor.metrics import text as M
+from recbackdoor.victims.text.hybrid import sasrec_choices
+
+
+def agreement(choices: list[int | None], reference: list[int]) -> dict[str, float]:
+    """Share of all prompts, and of valid answers, on which the pick equals ``reference``."""
+    valid = [(c, r) for c, r in zip(choices, reference, strict=True) if c is not None]
+    same = sum(c == r for c, r in valid)
+    return {"of_all": same / len(choices), "of_valid": same / len(valid) if valid else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[])
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    cfg = load_config(args.config, args.overrides, config_model)
+    engine = BadRecEngine(cfg, RunContext(out_dir=Path("."), cache=StageCache()), args.dataset or cfg.datasets[0],
+                          cfg.seeds[0])
+    engine.train(Variant("benign", None, 0.0))  # loads the cached model; trains only if absent
+    test = engine.split.test
+    _, choices = engine.llara_answers(test, "generate (clean)")
+    targets = [s.candidates.index(s.target) for s in test]
+    pop = engine.training_popularity()
+    popular = [max(range(len(s.candidates)), key=lambda i, s=s: pop[s.candidates[i]]) for s in test]
+    summary: dict[str, object] = {
+        "n_test": len(test), "valid": M.valid_rate(choices),
+        "ground_truth": agreement(choices, targets), "most_popular": agreement(choices, popular),
+        "most_popular_baseline_h1": agreement(popular, targets)["of_all"],
+        "pool_positions": dict(sorted(Counter(c for c in choices if c is not None).items())),
+    }
+    if engine.hybrid:
+        picks = sasrec_choices(engine.sasrec, test, engine.item_index)
+        summary["sasrec"] = agreement(choices, picks)
+        summary["sasrec_baseline_h1"] = agreement(picks, targets)["of_all"]
+        prompts = engine._prompts(test)
+        gens = engine.lm.generate([p.tokens for p in prompts], cfg.eval.max_new_tokens, cfg.eval.batch_size,
+                                  desc="generate (slots empty)")
+        empty = [M.match_candidate(g, [s.title(i, engine.data.titles) for i in s.candidates])
+                 for g, s in zip(gens, test, strict=True)]
+        summary["slots_empty"] = {"valid": M.valid_rate(empty), "ground_truth": agreement(empty, targets),
+                                  "most_popular": agreement(empty, popular), "sasrec": agreement(empty, picks),
+                                  "same_pick_as_filled": agreement(empty, [c if c is not None else -1
+                                                                           for c in choices])["of_all"]}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
