@@ -11,6 +11,10 @@ onto the title's own last token.  A model that answers by copying a title
 token out of the pool (the from-scratch ``titles-copy`` backbone) then sees
 the collaborative signal in the very key and value it copies from, instead of
 in a neighbouring token it would first have to tie back to the title.
+
+A user slot (not LLaRA's either; CoLLM-style) adds SASRec's user state, the
+vector whose dot product with an item embedding is SASRec's score, on the
+prompt's last token, where the answer's query is formed.
 """
 
 from __future__ import annotations
@@ -68,12 +72,13 @@ def sasrec_choices(model: SASRec, samples: Sequence[LlaraSample], index: ItemInd
 
 
 def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIndex,
-                  slot: str = "marker") -> HybridPrompt:
+                  slot: str = "marker", user_row: int | None = None) -> HybridPrompt:
     """Tokenise the hybrid prompt piece by piece so every slot's position is known exactly.
 
     ``encode(text, bos)`` returns token ids (``bos``: this is the prompt's start),
     e.g. :meth:`SplitLM.encode`.  ``slot``: "marker" (LLaRA's " [ID]" after each
-    title) or "title" (no marker; the slot is the title's last token).
+    title) or "title" (no marker; the slot is the title's last token).  ``user_row``:
+    the projector-table row holding this prompt's user state, slotted on the last token.
     """
     if slot not in SLOT_PLACES:
         raise UserError(f"hybrid slot {slot!r}: expected one of {', '.join(SLOT_PLACES)}")
@@ -89,4 +94,22 @@ def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIn
         if n < len(items):
             tokens += marker
             slots.append(len(tokens) - 1)
-    return HybridPrompt(tokens, tuple(slots), tuple(index(items)))
+    slot_items = index(items)
+    if user_row is not None:
+        slots.append(len(tokens) - 1)
+        slot_items.append(user_row)
+    return HybridPrompt(tokens, tuple(slots), tuple(slot_items))
+
+
+@torch.no_grad()
+def user_state_rows(model: SASRec, samples: Sequence[LlaraSample], index: ItemIndex, item_table: torch.Tensor
+                    ) -> torch.Tensor:
+    """SASRec's user state for each sample's history, set to the item rows' mean length.
+
+    The projector is shared with the item rows; SASRec's user states come out of a LayerNorm and are
+    several times longer than its item embeddings, so they would saturate it. A user state's length
+    only scales all of its scores alike, so its direction (which ranks the items) is all that is kept.
+    """
+    states = model.user_states(left_pad([index(s.history) for s in samples], model.settings.max_len))
+    length = item_table[1:].norm(dim=1).mean()
+    return states / states.norm(dim=1, keepdim=True).clamp_min(1e-8) * length

@@ -66,9 +66,13 @@ class SASRec(nn.Module):
         h = self.blocks(self.drop(x), mask=causal, is_causal=True)
         return self.norm(h) * real
 
+    def user_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The sequence's representation that scores the next item by a dot product with its embedding (B, dim)."""
+        return self.forward(seqs)[:, -1]
+
     def scores(self, seqs: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one after each sequence (B, n_items + 1)."""
-        return self.forward(seqs)[:, -1] @ self.items.weight.T
+        return self.user_states(seqs) @ self.items.weight.T
 
     def item_table(self) -> torch.Tensor:
         """The learned item embeddings (n_items + 1, dim); row 0 is padding."""

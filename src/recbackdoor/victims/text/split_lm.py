@@ -87,6 +87,15 @@ class IdProjector(nn.Module):
             last.weight.zero_()
             last.bias.zero_()
 
+    def extend(self, rows: torch.Tensor) -> int:
+        """Append rows to the (non-persistent) table, e.g. SASRec user states; returns the first new index.
+
+        The rows are not saved with the adapter: whoever loads one rebuilds them from the same inputs.
+        """
+        first = self.table.shape[0]
+        self.table = torch.cat([self.table, rows.to(self.table.device, self.table.dtype)])
+        return first
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return self.proj(self.table[items])
 
