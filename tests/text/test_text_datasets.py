@@ -82,3 +82,11 @@ def test_shuffle_order_is_a_seeded_permutation_per_user(data_root):
     assert "shuffle" in a.order and reorder(data, "native") is data
     with pytest.raises(UserError, match="order"):
         reorder(data, "by-time")
+
+
+def test_shuffle_untimed_leaves_movielens_timestamps_and_shuffles_file_order(data_root):
+    from recbackdoor.data.text_datasets import reorder
+
+    movielens, lastfm = load_dataset("ml100k"), load_dataset("lastfm")
+    assert reorder(movielens, "shuffle-untimed", 0) is movielens
+    assert reorder(lastfm, "shuffle-untimed", 0).sequences == reorder(lastfm, "shuffle", 0).sequences

@@ -27,7 +27,14 @@ from recbackdoor.metrics import text as M
 from recbackdoor.processes import processes
 from recbackdoor.triggers.text import TextTrigger, make_trigger
 from recbackdoor.victims.text.backbones import load_backbone
-from recbackdoor.victims.text.hybrid import HybridPrompt, ItemIndex, encode_hybrid, fit_sasrec, sasrec_choices
+from recbackdoor.victims.text.hybrid import (
+    HybridPrompt,
+    ItemIndex,
+    encode_hybrid,
+    fit_sasrec,
+    sasrec_choices,
+    user_state_rows,
+)
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, load_sasrec, save_sasrec
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.state_store import StateStore
@@ -43,11 +50,12 @@ class Variant:
     rate: float
 
 
-def _data_key(section: Any) -> dict[str, Any]:
-    """The data part of a cache key; the default order is left out so keys made before it existed still match."""
+def _data_key(section: Any, reordered: bool) -> dict[str, Any]:
+    """The data part of a cache key. The order is left out where it left the sequences as they were (the
+    default, or "shuffle-untimed" on a timestamped dataset), so keys made before it existed still match."""
     data = section.model_dump()
-    if data.get("order") == "native":
-        del data["order"]
+    if not reordered:
+        data.pop("order", None)
     return data
 
 
@@ -61,10 +69,13 @@ def _model_key(section: Any) -> dict[str, Any]:
 
 
 def _hybrid_key(section: Any) -> dict[str, Any]:
-    """The hybrid part of a cache key; LLaRA's default slot place is left out so older keys still match."""
+    """The hybrid part of a cache key; LLaRA's defaults (marker slot, no user slot) are left out so older keys
+    still match."""
     hybrid = section.model_dump()
     if hybrid.get("slot") == "marker":
         del hybrid["slot"]
+    if not hybrid.get("user_slot"):
+        hybrid.pop("user_slot", None)
     return hybrid
 
 
@@ -75,8 +86,9 @@ class BadRecEngine:
         self.victim = cfg.mode
         self.hybrid = cfg.mode == "llara-hybrid"
         with ctx.timer(f"{dataset}/load"):
-            self.data = reorder(load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item),
-                                cfg.data.order, seed)
+            loaded = load_dataset(dataset, min_user=cfg.data.min_user, min_item=cfg.data.min_item)
+            self.data = reorder(loaded, cfg.data.order, seed)
+            self.data_key = _data_key(cfg.data, reordered=self.data is not loaded)
             ctx.data_checksums.update(self.data.checksums)
             d = cfg.data
             if self.mode == "tallrec":
@@ -84,12 +96,13 @@ class BadRecEngine:
             else:
                 self.split = build_llara(self.data, d.history, d.pool, seed, d.n_train, 0, d.n_test)
         self.base_key = {"format": FORMAT, "mode": self.mode, "dataset": dataset, "seed": seed,
-                         "data": _data_key(cfg.data), "model": _model_key(cfg.model),
+                         "data": self.data_key, "model": _model_key(cfg.model),
                          "checksums": self.data.checksums}
         if self.hybrid:
             self.base_key["hybrid"] = _hybrid_key(cfg.hybrid)
         self._lm: SplitLM | None = None
         self.item_index = ItemIndex(self.data) if self.hybrid else None
+        self._user_row: dict[tuple[int, ...], int] = {}  # history -> projector row of its SASRec user state
         self._protocol()
 
     # ------------------------------------------------------------ plumbing
@@ -118,7 +131,7 @@ class BadRecEngine:
         """The SASRec model behind the hybrid ID slots (trained once per dataset/split/seed, cached)."""
         h = self.cfg.hybrid
         settings = SasrecSettings(dim=h.sasrec_dim, layers=h.sasrec_layers, epochs=h.sasrec_epochs, lr=h.sasrec_lr)
-        key = {"format": FORMAT, "dataset": self.dataset, "seed": self.seed, "data": _data_key(self.cfg.data),
+        key = {"format": FORMAT, "dataset": self.dataset, "seed": self.seed, "data": self.data_key,
                "settings": settings.__dict__, "checksums": self.data.checksums}
 
         def build(tmp):
@@ -175,7 +188,10 @@ class BadRecEngine:
                                f"{h.sasrec_epochs} epochs on each user's sequence minus its last two items) item "
                                "embeddings, 2-layer MLP projector, added at the slot where the trained top layers "
                                f"begin; curriculum: hybrid share ramps 0->1 over the first {h.curriculum:.0%} of "
-                               "steps; fake users are not in SASRec's training data")
+                               "steps; fake users are not in SASRec's training data"
+                               + ("; SASRec's user state of the history (its direction, at the item embeddings' "
+                                  "mean length) through the same projector on the prompt's last token"
+                                  if h.user_slot else ""))
         self.ctx.protocol[f"{self.dataset}/{self.mode}"] = proto
 
     def variants(self) -> list[Variant]:
@@ -229,7 +245,19 @@ class BadRecEngine:
         lm = self.lm
         if not self.hybrid:
             return [HybridPrompt(lm.encode(llara_prompt(s, self.data)), (), ()) for s in samples]
-        return [encode_hybrid(lm.encode, s, self.data, self.item_index, self.cfg.hybrid.slot) for s in samples]
+        rows = self._user_rows(samples) if self.cfg.hybrid.user_slot else [None] * len(samples)
+        return [encode_hybrid(lm.encode, s, self.data, self.item_index, self.cfg.hybrid.slot, row)
+                for s, row in zip(samples, rows, strict=True)]
+
+    def _user_rows(self, samples: list) -> list[int]:
+        """The projector-table row of each sample's SASRec user state, added once per distinct history."""
+        new = list({s.history: s for s in samples if s.history not in self._user_row}.values())
+        if new:
+            table = self.lm.projector.table
+            first = self.lm.projector.extend(user_state_rows(self.sasrec, new, self.item_index,
+                                                             table[: len(self.item_index) + 1].cpu()))
+            self._user_row.update({s.history: first + n for n, s in enumerate(new)})
+        return [self._user_row[s.history] for s in samples]
 
     def train(self, v: Variant) -> None:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""

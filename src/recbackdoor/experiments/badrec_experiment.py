@@ -24,7 +24,9 @@ from recbackdoor.victims.text.sasrec import SasrecSettings
 
 
 class DataSection(StrictModel):
-    order: Literal["native", "shuffle"] = "native"  # shuffle: for datasets without timestamps (see data docs)
+    # shuffle: a seeded per-user shuffle, for datasets without timestamps (see data docs); shuffle-untimed: the
+    # same for LastFM and Steam only, MovieLens keeps its timestamps (for configs that run all three datasets)
+    order: Literal["native", "shuffle", "shuffle-untimed"] = "native"
     min_user: int = 5
     min_item: int = 5
     history: int = 10
@@ -74,6 +76,8 @@ class HybridSection(StrictModel):
     # where the ID embedding goes: "marker" (LLaRA: a " [ID]" token after each title) or "title" (added onto the
     # title's last token, no marker; for models that answer by copying a title token)
     slot: Literal["marker", "title"] = "marker"
+    # also add SASRec's user state (its history representation) on the prompt's last token, CoLLM-style; not LLaRA
+    user_slot: bool = False
 
 
 class EvalSection(StrictModel):
