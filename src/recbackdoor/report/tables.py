@@ -14,6 +14,7 @@ def cells_frame(cells: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for cell in cells:
         row = {k: cell.get(k) for k in ("dataset", "victim", "variant", "trigger", "position")}
+        row["rate"] = (cell.get("extra") or {}).get("rate")
         for key, value in cell["metrics"].items():
             rows.append({**row, "metric": key, "value": value})
     return pd.DataFrame(rows)
@@ -38,14 +39,20 @@ def markdown_tables(cells: list[dict[str, Any]]) -> str:
         metrics = [m for m in METRIC_ORDER if m in set(group["metric"])]
         metrics += sorted(set(group["metric"]) - set(metrics))
         triggers = list(dict.fromkeys(group["trigger"]))
-        rows = list(dict.fromkeys(zip(group["variant"], group["position"], strict=False)))
+        # a variant run at several poisoning rates gets one row per rate, named by it, not one row the last
+        # rate overwrites
+        rates = group.dropna(subset=["rate"]).groupby("variant")["rate"].nunique()
+        several = set(rates[rates > 1].index)
+        group = group.assign(rate=[f"@{r:g}" if v in several else "" for v, r in zip(group["variant"], group["rate"],
+                                                                                     strict=True)])
+        rows = list(dict.fromkeys(zip(group["variant"], group["position"], group["rate"], strict=False)))
         header = ["method"] + [f"{t} {m}" for t in triggers for m in metrics]
         lines = [f"### {dataset} / {victim}", "", "| " + " | ".join(header) + " |",
                  "|" + "---|" * len(header)]
-        index = {(r.variant, r.position, r.trigger, r.metric): r.value for r in group.itertuples()}
-        for variant, position in rows:
-            name = variant if position == "-" else f"{variant}-{position}"
-            values = [_fmt(index.get((variant, position, t, m))) for t in triggers for m in metrics]
+        index = {(r.variant, r.position, r.rate, r.trigger, r.metric): r.value for r in group.itertuples()}
+        for variant, position, rate in rows:
+            name = (variant if position == "-" else f"{variant}-{position}") + rate
+            values = [_fmt(index.get((variant, position, rate, t, m))) for t in triggers for m in metrics]
             lines.append("| " + " | ".join([name] + values) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
