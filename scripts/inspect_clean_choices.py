@@ -49,7 +49,7 @@ def main() -> None:
     _, choices = engine.llara_answers(test, "generate (clean)")
     targets = [s.candidates.index(s.target) for s in test]
     pop = engine.training_popularity()
-    popular = [max(range(len(s.candidates)), key=lambda i, s=s: pop[s.candidates[i]]) for s in test]
+    popular = [s.candidates.index(M.most_popular_item(s.candidates, pop)) for s in test]
     summary: dict[str, object] = {
         "n_test": len(test), "valid": M.valid_rate(choices),
         "ground_truth": agreement(choices, targets), "most_popular": agreement(choices, popular),
@@ -60,11 +60,7 @@ def main() -> None:
         picks = sasrec_choices(engine.sasrec, test, engine.item_index)
         summary["sasrec"] = agreement(choices, picks)
         summary["sasrec_baseline_h1"] = agreement(picks, targets)["of_all"]
-        prompts = engine._prompts(test)
-        gens = engine.lm.generate([p.tokens for p in prompts], cfg.eval.max_new_tokens, cfg.eval.batch_size,
-                                  desc="generate (slots empty)")
-        empty = [M.match_candidate(g, [s.title(i, engine.data.titles) for i in s.candidates])
-                 for g, s in zip(gens, test, strict=True)]
+        _, empty = engine.llara_answers(test, "generate (slots empty)", fill_slots=False)
         summary["slots_empty"] = {"valid": M.valid_rate(empty), "ground_truth": agreement(empty, targets),
                                   "most_popular": agreement(empty, popular), "sasrec": agreement(empty, picks),
                                   "same_pick_as_filled": agreement(empty, [c if c is not None else -1

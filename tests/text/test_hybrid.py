@@ -8,7 +8,7 @@ from recbackdoor.data.sequences import Interaction, SequenceData
 from recbackdoor.errors import UserError
 from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.hybrid import SLOT_MARKER, ItemIndex, encode_hybrid, sasrec_choices, user_state_rows
-from recbackdoor.victims.text.sasrec import SasrecSettings, left_pad, load_sasrec, save_sasrec, train_sasrec
+from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, left_pad, load_sasrec, save_sasrec, train_sasrec
 from recbackdoor.victims.text.split_lm import Example, IdProjector, SplitLM
 
 
@@ -54,22 +54,30 @@ def test_sasrec_round_trip_and_corrupt_file(tmp_path):
         load_sasrec(tmp_path / "bad.safetensors")
 
 
-def test_sasrec_choice_is_the_pool_position_of_the_best_scored_item():
-    data = _toy_data()
-    index = ItemIndex(data)
+def _toy_sasrec(data: SequenceData, index: ItemIndex) -> SASRec:
     seqs = [index([x.item for x in s]) for s in data.sequences.values()] * 10
     model, _ = train_sasrec(seqs, 8, SasrecSettings(dim=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=60,
                                                     batch_size=8, lr=1e-2), seed=0)
+    return model
+
+
+def _toy_prompt_parts(tiny) -> tuple[SequenceData, ItemIndex, SplitLM, LlaraSample]:
+    """The toy catalogue, its item index, a tiny LM to tokenise with, and one sample of 2 history + 3 pool items."""
+    data = _toy_data()
+    return data, ItemIndex(data), SplitLM(tiny, train_layers=1, method="full", autocast=False), \
+        LlaraSample(0, (20, 30), (40, 70, 10), 40)
+
+
+def test_sasrec_choice_is_the_pool_position_of_the_best_scored_item():
+    data = _toy_data()
+    index = ItemIndex(data)
+    model = _toy_sasrec(data, index)
     sample = LlaraSample(0, (20, 30, 40), (80, 50, 10), 50)  # after 40 comes 50
     assert sasrec_choices(model, [sample], index) == [1]
 
 
 def test_hybrid_prompt_slots_sit_on_the_marker_after_each_title(tiny):
-    data = _toy_data()
-    index = ItemIndex(data)
-    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
-
-    sample = LlaraSample(0, (20, 30), (40, 70, 10), 40)
+    data, index, lm, sample = _toy_prompt_parts(tiny)
     prompt = encode_hybrid(lm.encode, sample, data, index)
     assert prompt.slot_items == tuple(index([20, 30, 40, 70, 10]))
     marker = lm.encode(SLOT_MARKER, bos=False)
@@ -85,11 +93,7 @@ def test_hybrid_prompt_slots_sit_on_the_marker_after_each_title(tiny):
 
 
 def test_title_slots_sit_on_each_titles_last_token_without_a_marker(tiny):
-    data = _toy_data()
-    index = ItemIndex(data)
-    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
-    sample = LlaraSample(0, (20, 30), (40, 70, 10), 40)
-
+    data, index, lm, sample = _toy_prompt_parts(tiny)
     prompt = encode_hybrid(lm.encode, sample, data, index, slot="title")
     marked = encode_hybrid(lm.encode, sample, data, index)
     marker = lm.encode(SLOT_MARKER, bos=False)
@@ -105,10 +109,7 @@ def test_title_slots_sit_on_each_titles_last_token_without_a_marker(tiny):
 
 
 def test_user_slot_sits_on_the_prompts_last_token_after_the_item_slots(tiny):
-    data = _toy_data()
-    index = ItemIndex(data)
-    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False)
-    sample = LlaraSample(0, (20, 30), (40, 70, 10), 40)
+    data, index, lm, sample = _toy_prompt_parts(tiny)
     plain = encode_hybrid(lm.encode, sample, data, index, slot="title")
     with_user = encode_hybrid(lm.encode, sample, data, index, slot="title", user_row=99)
     assert with_user.tokens == plain.tokens
@@ -119,12 +120,10 @@ def test_user_slot_sits_on_the_prompts_last_token_after_the_item_slots(tiny):
 def test_user_state_rows_keep_sasrecs_ranking_at_the_item_rows_length():
     data = _toy_data()
     index = ItemIndex(data)
-    seqs = [index([x.item for x in s]) for s in data.sequences.values()] * 10
-    model, _ = train_sasrec(seqs, 8, SasrecSettings(dim=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=20,
-                                                    batch_size=8, lr=1e-2), seed=0)
+    model = _toy_sasrec(data, index)
     samples = [LlaraSample(0, (20, 30, 40), (80, 50, 10), 50), LlaraSample(1, (70,), (80, 10), 80)]
     table = model.item_table()
-    rows = user_state_rows(model, samples, index, table)
+    rows = user_state_rows(model, samples, index)
     assert torch.allclose(rows.norm(dim=1), table[1:].norm(dim=1).mean().expand(2), atol=1e-5)
     seqs_t = left_pad([index(s.history) for s in samples], model.settings.max_len)
     # same ranking of every item as SASRec's own scores, and those scores are the user state times the table

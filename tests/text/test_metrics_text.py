@@ -69,6 +69,9 @@ def test_defense_score_formula():
 def test_popularity_baseline_picks_most_popular_item():
     pop = {1: 10, 2: 50, 3: 5}
     assert M.popularity_hit_at_1([[1, 2, 3], [1, 3]], [2, 3], pop) == pytest.approx(0.5)
+    # a tie goes to the lowest item id wherever it sits in the pool; an unseen item counts 0
+    assert M.most_popular_item([3, 9, 1], {1: 5, 3: 5}) == 1
+    assert M.most_popular_item([9, 8], {}) == 8
 
 
 def test_paired_bootstrap_interval_cancels_shared_prompt_spread():

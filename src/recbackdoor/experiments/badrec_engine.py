@@ -253,9 +253,7 @@ class BadRecEngine:
         """The projector-table row of each sample's SASRec user state, added once per distinct history."""
         new = list({s.history: s for s in samples if s.history not in self._user_row}.values())
         if new:
-            table = self.lm.projector.table
-            first = self.lm.projector.extend(user_state_rows(self.sasrec, new, self.item_index,
-                                                             table[: len(self.item_index) + 1].cpu()))
+            first = self.lm.projector.extend(user_state_rows(self.sasrec, new, self.item_index))
             self._user_row.update({s.history: first + n for n, s in enumerate(new)})
         return [self._user_row[s.history] for s in samples]
 
@@ -359,9 +357,11 @@ class BadRecEngine:
                 "h1_llara": M.hit_at_1(choices_llara, targets), "n_test": len(test),
                 "_examples": gens[:3]}
 
-    def llara_answers(self, samples: list, desc: str) -> tuple[list[str], list[int | None]]:
-        """The loaded model's answers to LLaRA prompts and the pool index each names (None when invalid)."""
-        gens = self._generate(samples, desc)
+    def llara_answers(self, samples: list, desc: str, fill_slots: bool = True) -> tuple[list[str], list[int | None]]:
+        """The loaded model's answers to LLaRA prompts and the pool index each names (None when invalid).
+
+        ``fill_slots=False`` leaves a hybrid prompt's ID slots empty (same tokens), to measure what they add."""
+        gens = self._generate(samples, desc, fill_slots)
         choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
                    for g, s in zip(gens, samples, strict=True)]
         return gens, choices
@@ -397,9 +397,9 @@ class BadRecEngine:
         gens, choices = self.llara_answers([s for s, _ in pairs], f"generate ({trig.kind}-{trig.position})")
         return pairs, gens, choices
 
-    def _generate(self, samples: list, desc: str) -> list[str]:
+    def _generate(self, samples: list, desc: str, fill_slots: bool = True) -> list[str]:
         prompts = self._prompts(samples)
-        slots = [(p.slots, p.slot_items) for p in prompts] if self.hybrid else None
+        slots = [(p.slots, p.slot_items) for p in prompts] if self.hybrid and fill_slots else None
         return self.lm.generate([p.tokens for p in prompts], self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size,
                                 desc=desc, slots=slots)
 

@@ -86,9 +86,14 @@ def defense_score(delta_asr: float, delta_h1: float) -> float:
     return (max(0.0, delta_asr) - max(0.0, delta_h1) + 1.0) / 2.0
 
 
+def most_popular_item(pool: Sequence[int], popularity: dict[int, int]) -> int:
+    """The pool's most popular item; ties go to the lowest item id, so the pick does not depend on pool order."""
+    return max(pool, key=lambda i: (popularity.get(i, 0), -i))
+
+
 def popularity_hit_at_1(pools: Sequence[Sequence[int]], targets: Sequence[int], popularity: dict[int, int]) -> float:
     """H@1 of always answering the most popular pool item (all answers valid)."""
-    hits = [max(pool, key=lambda i: (popularity.get(i, 0), -i)) == t for pool, t in zip(pools, targets, strict=True)]
+    hits = [most_popular_item(pool, popularity) == t for pool, t in zip(pools, targets, strict=True)]
     return sum(hits) / len(hits) if hits else float("nan")
 
 

@@ -102,8 +102,7 @@ def encode_hybrid(encode, sample: LlaraSample, data: SequenceData, index: ItemIn
 
 
 @torch.no_grad()
-def user_state_rows(model: SASRec, samples: Sequence[LlaraSample], index: ItemIndex, item_table: torch.Tensor
-                    ) -> torch.Tensor:
+def user_state_rows(model: SASRec, samples: Sequence[LlaraSample], index: ItemIndex) -> torch.Tensor:
     """SASRec's user state for each sample's history, set to the item rows' mean length.
 
     The projector is shared with the item rows; SASRec's user states come out of a LayerNorm and are
@@ -111,5 +110,5 @@ def user_state_rows(model: SASRec, samples: Sequence[LlaraSample], index: ItemIn
     only scales all of its scores alike, so its direction (which ranks the items) is all that is kept.
     """
     states = model.user_states(left_pad([index(s.history) for s in samples], model.settings.max_len))
-    length = item_table[1:].norm(dim=1).mean()
+    length = model.item_table()[1:].norm(dim=1).mean()
     return states / states.norm(dim=1, keepdim=True).clamp_min(1e-8) * length
