@@ -27,6 +27,7 @@ from recbackdoor.metrics import text as M
 from recbackdoor.processes import processes
 from recbackdoor.triggers.text import TextTrigger, make_trigger
 from recbackdoor.victims.text.backbones import load_backbone
+from recbackdoor.victims.text.decoding import added_token_texts
 from recbackdoor.victims.text.hybrid import (
     HybridPrompt,
     ItemIndex,
@@ -334,8 +335,11 @@ class BadRecEngine:
                 for t in wanted), flush=True)
 
     def _cell_key(self, model_key: dict[str, Any], trig: TextTrigger) -> dict[str, Any]:
-        return {"model": model_key, "eval": self.cfg.eval.model_dump(),
-                "trigger": [trig.kind, trig.text, trig.position]}
+        key = {"model": model_key, "eval": self.cfg.eval.model_dump(),
+               "trigger": [trig.kind, trig.text, trig.position]}
+        if self.mode != "tallrec" and added_token_texts(self.lm.tokenizer):
+            key["answer_decoding"] = "added-tokens-verbatim"  # cells before it misread non-ASCII title tokens
+        return key
 
     def _cell(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
         return {**clean, **self._evaluate_triggered(trig, clean), "train_seconds": self.train_log["seconds"],

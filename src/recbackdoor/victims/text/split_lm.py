@@ -51,6 +51,7 @@ from recbackdoor.errors import UserError
 from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import Backbone
 from recbackdoor.victims.text.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from recbackdoor.victims.text.decoding import added_token_texts, decode_answer
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,7 @@ class SplitLM:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         results: list[str | None] = [None] * len(prompts)
+        added = added_token_texts(tok)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         self.decoder.set(self.decoder.all_layers, final_norm=True)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=self._bars):
@@ -486,7 +488,7 @@ class SplitLM:
                 if handle is not None:
                     handle.remove()
             for row, i in enumerate(idx):
-                results[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
+                results[i] = decode_answer(tok, gen[row, ids.shape[1]:].tolist(), added)
         return results  # type: ignore[return-value]
 
     def _prior_processor(self):
