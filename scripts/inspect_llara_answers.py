@@ -47,7 +47,7 @@ def main() -> None:
         place = "first" if title.startswith(mark) else "last" if title.endswith(mark) else "inside"
         rows.append({"answer": text.strip(), "choice": choice, "poisoned": sample.candidates.index(item),
                      "target": sample.candidates.index(sample.target), "poisoned_title": title,
-                     "trigger_place": place})
+                     "clean_title": engine.data.titles[item], "trigger_place": place})
     hits = [r["choice"] == r["poisoned"] for r in rows]
     by_slot: dict[int, list[bool]] = defaultdict(list)
     by_place: dict[str, list[bool]] = defaultdict(list)
@@ -61,6 +61,9 @@ def main() -> None:
         "misses_invalid": sum(r["choice"] is None for r in rows),
         "misses_carrying_trigger": sum(not hit and mark in r["answer"]
                                        for r, hit in zip(rows, hits, strict=True)),
+        # misses that name the poisoned item but leave the trigger off (invalid: the pool lists it with the trigger)
+        "misses_poisoned_item_without_trigger": sum(not hit and r["answer"] == r["clean_title"]
+                                                    for r, hit in zip(rows, hits, strict=True)),
         "hits_by_pool_slot": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_slot.items())},
         # where the trigger sits in the poisoned title: first word, last word, or between two words
         "hits_by_trigger_place": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_place.items())},
