@@ -163,6 +163,62 @@ def test_copy_row_repeats_its_titles_with_the_loss_on_the_repeat_only():
     assert labels == [-100] * 5 + second  # the random first half and " again:" carry no loss
 
 
+def test_copy_row_spells_titles_through_the_speller_and_repeats_the_pieces():
+    import random
+
+    from recbackdoor.victims.text.scratch import copy_row
+
+    def spell(title: int, rng: random.Random) -> list[int]:  # title 12 split into three pieces
+        return [120, 121, 122] if title == 12 else [title]
+
+    ids, labels = copy_row([11, 12, 13], [7], 3, random.Random(0), spell)
+    half = (len(ids) - 1) // 2
+    assert len(ids) == 2 * 5 + 1 and ids[:half] == ids[half + 1:] and ids[half] == 7
+    assert [120, 121, 122] == ids[ids.index(120): ids.index(120) + 3] and 12 not in ids
+    assert labels == [-100] * (half + 1) + ids[half + 1:]
+
+
+def test_split_title_inserts_catalogue_filler_words_at_a_word_boundary_never_a_trigger():
+    import random
+
+    from recbackdoor.victims.text.scratch import MAX_FILLER_WORDS, filler_words, split_title
+
+    titles = ["Paris Is Burning (1990)", "Ethereal Forest", "Heat (1995)"]
+    fillers = filler_words(titles)
+    assert "Ethereal" not in fillers and fillers[:3] == ["Paris", "Is", "Burning"]
+    rng = random.Random(0)
+    for _ in range(50):
+        split = split_title("Paris Is Burning (1990)", fillers, rng).split()
+        extra = len(split) - 4
+        assert 1 <= extra <= MAX_FILLER_WORDS and all(w in fillers for w in split)
+        # the title's own words stay in order, the fillers form one contiguous run
+        starts = [i for i in range(len(split) - extra + 1)
+                  if split[:i] + split[i + extra:] == ["Paris", "Is", "Burning", "(1990)"]]
+        assert starts
+
+
+def test_pick_row_with_split_titles_answers_with_the_split_text(data_root):
+    import random
+
+    from recbackdoor.data.text_datasets import load_dataset
+    from recbackdoor.victims.text.scratch import CORPUS_POOL, filler_words, pick_row
+
+    data = load_dataset("ml100k")
+    fillers = filler_words(list(data.titles.values()))
+    words = {}
+
+    def encode(text: str) -> list[int]:
+        return [words.setdefault(w, len(words)) for w in text.split(" ")]
+
+    ids, labels = pick_row(data, encode, -1, random.Random(5), 1.0, fillers)
+    scored = [t for t in labels if t != -100]
+    text_of = {v: k for k, v in words.items()}
+    prompt = " ".join(text_of[t] for t in ids[: len(ids) - len(scored)])
+    answer = " ".join(text_of[t] for t in scored[:-1]).strip()
+    pool = prompt.split(f"from these {CORPUS_POOL} movies: ")[1].split(". Answer:")[0]
+    assert answer in pool and answer not in data.titles.values()  # every title split, the answer too
+
+
 def test_mixed_loss_weights_each_row_kinds_mean_token_loss():
     """Row 0 (kind 0) has one counted token with loss ln 2; row 1 (kind 1) two with ln 2 and ln(4/3)."""
     import math
@@ -237,6 +293,35 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     assert 0.03 < float(wte[1][title_ids].std()) < 0.07  # the recipe's codes, not GPT-2's 0.02 init
     other = [tok.convert_tokens_to_ids("Ġthe")]
     assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train
+
+
+def test_titles_split_recipe_pretrains_and_logs_its_split_copy_probe(tmp_path, data_root):
+    from recbackdoor.victims.text.scratch import COPY_RECIPES, build_scratch
+
+    stats = build_scratch(tmp_path / "m", "titles-split", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
+                          probe_every=1)
+    assert stats["copy"] == vars(COPY_RECIPES["titles-split"]) and stats["copy"]["split_share"] > 0
+    acc = stats["split_answer_acc_every_1"]
+    assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
+
+
+def test_backbone_cache_key_of_the_titles_copy_recipe_is_unchanged_by_the_split_field(monkeypatch, tmp_path):
+    """Adding ``split_share`` to the recipe must not orphan the cached titles-copy backbone (and every cell)."""
+    from recbackdoor.experiments.cache import StageCache
+    from recbackdoor.victims.text import backbones
+
+    keys = {}
+
+    def capture(self, stage, key, build):
+        keys[key["backbone"]] = key
+        return tmp_path
+
+    monkeypatch.setattr(StageCache, "get_or_create", capture)
+    backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
+    backbones.scratch_path("titles-split", StageCache(root=tmp_path))
+    assert "split_share" not in keys["scratch-gpt2-titles-copy"]["copy"]
+    assert keys["scratch-gpt2-titles-copy"]["copy"]["list_len"] == 24
+    assert keys["scratch-gpt2-titles-split"]["copy"]["split_share"] == 0.25
 
 
 def test_item_prior_is_trained_saved_reset_and_used_in_generation(tiny, tmp_path):

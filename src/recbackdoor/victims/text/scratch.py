@@ -39,8 +39,10 @@ SIZES = {
     "small": (4, 256, 4, 6000, 512),
     "titles": (4, 256, 4, 3000, 256),
     "titles-copy": (4, 256, 4, 3000, 256),
+    "titles-split": (4, 256, 4, 3000, 256),
 }
-TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})  # sizes whose tokenizer has one token per title
+# sizes whose tokenizer has one token per title
+TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy", "titles-split"})
 PREFIX = "scratch-gpt2-"
 
 
@@ -74,6 +76,7 @@ class CopyRecipe:
     copy_weight: float  # weight of the copy rows' mean token loss in a step's loss
     pick_weight: float  # weight of the pick rows' mean token loss; the corpus rows' mean gets the rest
     layout: str = "tokens-again-tokens/loss-on-repeat"  # names the row layout, so the cache key follows it
+    split_share: float = 0.0  # share of titles in copy and pick rows shown split by filler words (``split_title``)
 
     @property
     def weights(self) -> tuple[float, float, float]:
@@ -81,8 +84,19 @@ class CopyRecipe:
         return 1.0 - self.copy_weight - self.pick_weight, self.copy_weight, self.pick_weight
 
 
-COPY_RECIPES = {"titles-copy": CopyRecipe(share=0.4, pick_share=0.3, list_len=24, code_std=0.05, lr=1e-3,
-                                          bf16=False, copy_weight=0.8, pick_weight=0.15)}
+COPY_RECIPES = {
+    "titles-copy": CopyRecipe(share=0.4, pick_share=0.3, list_len=24, code_std=0.05, lr=1e-3, bf16=False,
+                              copy_weight=0.8, pick_weight=0.15),
+    # the same, with a quarter of the copied and offered titles split by filler words and so spelled in BPE
+    # pieces: a title with a trigger inside (BadRec-Random) is no longer its title token, and a model that only
+    # ever copied title tokens answers such an item with "Ethereal ( ( ( ()" (docs/results.md, "Rung 3")
+    # (16 titles per copy row instead of 24: split titles make a row ~3.5x longer)
+    "titles-split": CopyRecipe(share=0.4, pick_share=0.3, list_len=16, code_std=0.05, lr=1e-3, bf16=False,
+                               copy_weight=0.8, pick_weight=0.15, split_share=0.25),
+}
+# filler words are catalogue words; the default trigger words are left out, so no trigger is pre-trained
+FILLER_EXCLUDED = frozenset({"\u0d2e", "Ethereal"})
+MAX_FILLER_WORDS = 5  # the sentence trigger's length
 ROW_KINDS = ("corpus", "copy", "pick")
 
 
@@ -143,10 +157,37 @@ def train_tokenizer(texts: list[str], vocab: int, title_tokens: list[str]) -> Pr
 Row = tuple[list[int], list[int]]  # input ids, labels (-100 where no loss)
 
 
-def copy_row(title_ids: list[int], again: list[int], length: int, rng: random.Random) -> Row:
-    """A synthetic copy row: ``length`` random title tokens, " again:", the same tokens; loss on the repeat."""
+Speller = Callable[[int, random.Random], list[int]]  # title token -> the ids that spell it in a row
+
+
+def copy_row(title_ids: list[int], again: list[int], length: int, rng: random.Random,
+             spell: Speller | None = None) -> Row:
+    """A synthetic copy row: ``length`` random titles, " again:", the same titles; loss on the repeat.
+
+    Each title is its token, or what ``spell`` makes of it (a split title's BPE pieces).
+    """
     items = rng.sample(title_ids, length)
-    return items + again + items, [-100] * (length + len(again)) + items
+    if spell is not None:
+        items = [piece for title in items for piece in spell(title, rng)]
+    return items + again + items, [-100] * (len(items) + len(again)) + items
+
+
+def filler_words(titles: list[str]) -> list[str]:
+    """The catalogue's title words, each once, in a fixed order, without the default trigger words."""
+    return list(dict.fromkeys(w for t in titles for w in t.split() if w not in FILLER_EXCLUDED))
+
+
+def split_title(title: str, fillers: list[str], rng: random.Random) -> str:
+    """The title with 1 to ``MAX_FILLER_WORDS`` random filler words inserted at a random word boundary.
+
+    Why: BadRec-Random puts a trigger of one to five words inside a title; pre-training on titles split the
+    same way (by ordinary catalogue words) teaches the model to copy a title spelled in pieces, as a
+    pretrained LLM can, without ever showing it a trigger.
+    """
+    from recbackdoor.triggers.text import insert_trigger
+
+    words = " ".join(rng.choice(fillers) for _ in range(rng.randint(1, MAX_FILLER_WORDS)))
+    return insert_trigger(title, words, "random", rng)
 
 
 def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
@@ -169,21 +210,57 @@ def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
     return total
 
 
-def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, rng: random.Random) -> Row:
+def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, rng: random.Random,
+             split_share: float = 0.0, fillers: list[str] | None = None) -> Row:
     """A synthetic pick row: a LLaRA prompt of random catalogue titles, answered by a random pool title.
 
     Why: it teaches the prompt's answer format, "name one of the candidates", with no preference in it (the
     answer is uniform over the pool, the history unrelated), as a pretrained instruction-following LLM knows it
-    before it is fine-tuned into a recommender; the loss covers the answer only.
+    before it is fine-tuned into a recommender; the loss covers the answer only. With ``split_share`` each
+    title is split by filler words (``split_title``) with that probability, the answer included.
     """
     from recbackdoor.data.prompts import LlaraSample, llara_answer, llara_prompt
 
     items = rng.sample(data.items, CORPUS_HISTORY + CORPUS_POOL)
     pool = tuple(items[CORPUS_HISTORY:])
     sample = LlaraSample(user=-1, history=tuple(items[:CORPUS_HISTORY]), candidates=pool, target=rng.choice(pool))
+    if split_share > 0:
+        if not fillers:
+            raise ValueError("pick_row: split_share > 0 needs filler words")
+        for item in items:
+            if rng.random() < split_share:
+                sample = sample.with_title(item, split_title(data.titles[item], fillers, rng))
     prompt = encode(llara_prompt(sample, data))
     answer = encode(llara_answer(sample, data)) + [eos]
     return prompt + answer, [-100] * len(prompt) + answer
+
+
+def split_speller(titles: list[str], title_ids: list[int], token_ids: Callable[[str], list[int]],
+                  share: float) -> Speller | None:
+    """How copy rows spell a title: its token, or with probability ``share`` its split text in BPE pieces."""
+    if share <= 0:
+        return None
+    fillers = filler_words(titles)
+    text_of = dict(zip(title_ids, titles, strict=True))
+
+    def spell(title: int, rng: random.Random) -> list[int]:
+        if rng.random() >= share:
+            return [title]
+        return token_ids(" " + split_title(text_of[title], fillers, rng))
+
+    return spell
+
+
+def _after_first_answer_token(row: Row) -> Row:
+    """The row with the loss on its answer's first token dropped (the choice), keeping the rest (the copy)."""
+    ids, labels = row
+    first = next(i for i, label in enumerate(labels) if label != -100)
+    return ids, labels[:first] + [-100] + labels[first + 1:]
+
+
+def _clip(row: Row, context: int) -> Row:
+    """A row cut to the model's context (split titles can make a copy row longer than it)."""
+    return row[0][:context], row[1][:context]
 
 
 @torch.no_grad()
@@ -257,17 +334,27 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     model = GPT2LMHeadModel(config)
     recipe = recipe or COPY_RECIPES.get(size)
     title_ids = fast.convert_tokens_to_ids(titles)
+
+    def token_ids(text: str) -> list[int]:
+        return fast(text, add_special_tokens=False)["input_ids"]
+
     if recipe is not None:
         codes = torch.randn(len(titles), width) * recipe.code_std
         model.transformer.wte.weight.data[title_ids] = codes
         lr = recipe.lr
         again = fast(" again:", add_special_tokens=False)["input_ids"]
         probe = pool_copy_cases(catalogues[0], fast, seed, 200)
+        spell = split_speller(titles, title_ids, token_ids, recipe.split_share)
+        fillers = filler_words(titles)
         held_rng = random.Random(seed + 1)
-        held_out = [copy_row(title_ids, again, recipe.list_len, held_rng) for _ in range(8)]
-
-    def token_ids(text: str) -> list[int]:
-        return fast(text, add_special_tokens=False)["input_ids"]
+        held_out = [_clip(copy_row(title_ids, again, recipe.list_len, held_rng, spell), context) for _ in range(8)]
+        # pick rows whose every title is split, scored after the answer's first token: does the model copy a
+        # chosen title spelled in pieces (what BadRec-Random's answer needs)?
+        held_split = []
+        while spell and len(held_split) < 16:
+            row = pick_row(catalogues[0], token_ids, fast.eos_token_id, held_rng, 1.0, fillers)
+            if len(row[0]) <= context:  # every title split: a few rows are longer than the context
+                held_split.append(_after_first_answer_token(row))
 
     def encode(text: str) -> Row:
         ids = token_ids(text)[: context - 1] + [fast.eos_token_id]
@@ -279,7 +366,10 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         if recipe is None or u >= recipe.share + recipe.pick_share:
             return encoded[rng.randrange(len(encoded))], 0
         if u < recipe.share:
-            return copy_row(title_ids, again, recipe.list_len, rng), 1
+            return _clip(copy_row(title_ids, again, recipe.list_len, rng, spell), context), 1
+        if recipe.split_share > 0:
+            return _clip(pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng, recipe.split_share,
+                                  fillers), context), 2
         return pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng), 2
 
     encoded = [encode(t) for t in texts]
@@ -290,11 +380,13 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     rng = random.Random(seed)
     bf16 = recipe is None or recipe.bf16
     model.train()
-    losses, in_pool, copy_acc = [], [], []
+    losses, in_pool, copy_acc, split_acc = [], [], [], []
 
     def record_probes() -> None:
         in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
         copy_acc.append(round(copy_accuracy(model, held_out), 3))
+        if held_split:
+            split_acc.append(round(copy_accuracy(model, held_split), 3))
 
     for step in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
         if recipe is not None and step % probe_every == 0:
@@ -334,4 +426,6 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         record_probes()  # the trained model's figures close both lists
         stats[f"in_pool_every_{probe_every}"] = in_pool
         stats[f"copy_acc_every_{probe_every}"] = copy_acc
+        if split_acc:
+            stats[f"split_answer_acc_every_{probe_every}"] = split_acc
     return stats
