@@ -295,33 +295,54 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train
 
 
-def test_titles_split_recipe_pretrains_and_logs_its_split_copy_probe(tmp_path, data_root):
+def test_split_title_recipe_continues_a_base_keeps_its_codes_and_logs_the_split_probe(tmp_path, data_root):
+    """Split-title rows (``split_share``) on top of a saved base model: the base's title codes stay fixed, the
+    split-answer probe is logged; with ``fixed_codes="all"`` no embedding row moves at all."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
     from recbackdoor.victims.text.scratch import COPY_RECIPES, build_scratch
 
-    stats = build_scratch(tmp_path / "m", "titles-split", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
-                          probe_every=1)
-    assert stats["copy"] == vars(COPY_RECIPES["titles-split"]) and stats["copy"]["split_share"] > 0
+    base = tmp_path / "base"
+    build_scratch(base, "titles-copy", ("ml100k",), 1, seed=0, per_dataset=20, batch_size=2)
+    split = dataclasses.replace(COPY_RECIPES["titles-copy"], split_share=0.25, list_len=8)
+    stats = build_scratch(tmp_path / "cont", "titles-copy", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
+                          probe_every=1, recipe=split, init_from=base)
+    assert stats["copy"]["split_share"] == 0.25
     acc = stats["split_answer_acc_every_1"]
     assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "cont")
+    titles = [tok.convert_tokens_to_ids("Toy Story (1995)"), tok.convert_tokens_to_ids("Heat (1995)")]
+    before = load_file(str(base / "model.safetensors"))["transformer.wte.weight"]
+    after = load_file(str(tmp_path / "cont" / "model.safetensors"))["transformer.wte.weight"]
+    assert torch.equal(before[titles], after[titles]) and not torch.equal(before, after)
+
+    frozen = dataclasses.replace(split, fixed_codes="all")
+    build_scratch(tmp_path / "all", "titles-copy", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
+                  recipe=frozen, init_from=base)
+    assert torch.equal(before, load_file(str(tmp_path / "all" / "model.safetensors"))["transformer.wte.weight"])
 
 
-def test_backbone_cache_key_of_the_titles_copy_recipe_is_unchanged_by_the_split_field(monkeypatch, tmp_path):
-    """Adding ``split_share`` to the recipe must not orphan the cached titles-copy backbone (and every cell)."""
+def test_backbone_cache_key_of_the_titles_copy_recipe_is_unchanged_by_the_new_fields(monkeypatch, tmp_path):
+    """Adding ``split_share`` and ``fixed_codes`` to the recipe must not orphan the cached titles-copy backbone
+    (and with it every cached cell); a recipe that sets them gets a key of its own."""
+    import dataclasses
+
     from recbackdoor.experiments.cache import StageCache
-    from recbackdoor.victims.text import backbones
+    from recbackdoor.victims.text import backbones, scratch
 
-    keys = {}
-
-    def capture(self, stage, key, build):
-        keys[key["backbone"]] = key
-        return tmp_path
-
-    monkeypatch.setattr(StageCache, "get_or_create", capture)
+    keys = []
+    monkeypatch.setattr(StageCache, "get_or_create", lambda self, stage, key, build: keys.append(key) or tmp_path)
     backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
-    backbones.scratch_path("titles-split", StageCache(root=tmp_path))
-    assert "split_share" not in keys["scratch-gpt2-titles-copy"]["copy"]
-    assert keys["scratch-gpt2-titles-copy"]["copy"]["list_len"] == 24
-    assert keys["scratch-gpt2-titles-split"]["copy"]["split_share"] == 0.25
+    assert "split_share" not in keys[0]["copy"] and "fixed_codes" not in keys[0]["copy"]
+    assert keys[0]["copy"]["list_len"] == 24
+    split = dataclasses.replace(scratch.COPY_RECIPES["titles-copy"], split_share=0.25, fixed_codes="all")
+    monkeypatch.setitem(scratch.COPY_RECIPES, "titles-copy", split)
+    backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
+    assert keys[1]["copy"]["split_share"] == 0.25 and keys[1]["copy"]["fixed_codes"] == "all"
 
 
 def test_item_prior_is_trained_saved_reset_and_used_in_generation(tiny, tmp_path):

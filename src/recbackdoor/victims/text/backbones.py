@@ -65,9 +65,9 @@ def smollm2_path(cache: StageCache | None = None) -> Path:
 
 
 SCRATCH_DATASETS = ("ml100k", "lastfm", "steam")
-SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200, "titles-copy": 1200, "titles-split": 1200}
+SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200, "titles-copy": 1200}
 # prompts per dataset and template in the pre-training corpus
-SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000, "titles-copy": 2000, "titles-split": 2000}
+SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000, "titles-copy": 2000}
 
 
 def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
@@ -81,8 +81,9 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
            "corpus_prompts": [scratch.CORPUS_HISTORY, scratch.CORPUS_POOL]}
     if size in scratch.COPY_RECIPES:  # only these sizes carry it, so the other sizes' cached models stay valid
         key["copy"] = dataclasses.asdict(scratch.COPY_RECIPES[size])
-        if not key["copy"]["split_share"]:  # added later: recipes without it keep their cached models
-            del key["copy"]["split_share"]
+        for added_later, default in (("split_share", 0.0), ("fixed_codes", "titles")):
+            if key["copy"][added_later] == default:  # recipes at the default keep their cached models
+                del key["copy"][added_later]
 
     def build(tmp: Path) -> None:
         stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed,

@@ -39,10 +39,9 @@ SIZES = {
     "small": (4, 256, 4, 6000, 512),
     "titles": (4, 256, 4, 3000, 256),
     "titles-copy": (4, 256, 4, 3000, 256),
-    "titles-split": (4, 256, 4, 3000, 256),
 }
 # sizes whose tokenizer has one token per title
-TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy", "titles-split"})
+TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})
 PREFIX = "scratch-gpt2-"
 
 
@@ -77,6 +76,7 @@ class CopyRecipe:
     pick_weight: float  # weight of the pick rows' mean token loss; the corpus rows' mean gets the rest
     layout: str = "tokens-again-tokens/loss-on-repeat"  # names the row layout, so the cache key follows it
     split_share: float = 0.0  # share of titles in copy and pick rows shown split by filler words (``split_title``)
+    fixed_codes: str = "titles"  # whose embeddings are fixed random codes: "titles", or "all" tokens
 
     @property
     def weights(self) -> tuple[float, float, float]:
@@ -87,12 +87,6 @@ class CopyRecipe:
 COPY_RECIPES = {
     "titles-copy": CopyRecipe(share=0.4, pick_share=0.3, list_len=24, code_std=0.05, lr=1e-3, bf16=False,
                               copy_weight=0.8, pick_weight=0.15),
-    # the same, with a quarter of the copied and offered titles split by filler words and so spelled in BPE
-    # pieces: a title with a trigger inside (BadRec-Random) is no longer its title token, and a model that only
-    # ever copied title tokens answers such an item with "Ethereal ( ( ( ()" (docs/results.md, "Rung 3")
-    # (16 titles per copy row instead of 24: split titles make a row ~3.5x longer)
-    "titles-split": CopyRecipe(share=0.4, pick_share=0.3, list_len=16, code_std=0.05, lr=1e-3, bf16=False,
-                               copy_weight=0.8, pick_weight=0.15, split_share=0.25),
 }
 # filler words are catalogue words; the default trigger words are left out, so no trigger is pre-trained
 FILLER_EXCLUDED = frozenset({"\u0d2e", "Ethereal"})
@@ -310,13 +304,15 @@ def pool_copy_cases(data: SequenceData, tok: PreTrainedTokenizerFast, seed: int,
 
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
-                  probe_every: int = 100, recipe: CopyRecipe | None = None) -> dict:
+                  probe_every: int = 100, recipe: CopyRecipe | None = None, init_from: Path | None = None) -> dict:
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``.
 
     With a copy recipe, every ``probe_every`` steps the log records how often the model, zero-shot, puts a pool
     title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a recipe that will not copy
     shows it before any recommender is fine-tuned from it, and how many repeated titles of 8 held-out copy rows
-    it predicts (``copy_acc``). ``recipe`` replaces the size's own copy recipe (for experiments).
+    it predicts (``copy_acc``). ``recipe`` replaces the size's own copy recipe (for experiments). ``init_from``
+    continues from a saved checkpoint of the same size (its tokenizer, weights and title codes) instead of
+    starting afresh: the split-title recipe from scratch never formed the copy (docs/results.md).
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -326,12 +322,13 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     catalogues = [load_dataset(name) for name in datasets]
     texts = corpus(catalogues, seed, per_dataset)
     titles = catalogue_titles(catalogues) if size in TITLE_TOKEN_SIZES else []
-    fast = train_tokenizer(texts, vocab, titles)
+    fast = (train_tokenizer(texts, vocab, titles) if init_from is None
+            else PreTrainedTokenizerFast.from_pretrained(init_from))
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(fast), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
                         eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config) if init_from is None else GPT2LMHeadModel.from_pretrained(init_from)
     recipe = recipe or COPY_RECIPES.get(size)
     title_ids = fast.convert_tokens_to_ids(titles)
 
@@ -339,8 +336,14 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         return fast(text, add_special_tokens=False)["input_ids"]
 
     if recipe is not None:
-        codes = torch.randn(len(titles), width) * recipe.code_std
-        model.transformer.wte.weight.data[title_ids] = codes
+        if init_from is not None and (fast.unk_token_id in title_ids or len(set(title_ids)) != len(titles)):
+            raise UserError(f"{init_from}: its tokenizer lacks this size's title tokens")
+        fixed_ids = title_ids if recipe.fixed_codes == "titles" else list(range(len(fast)))
+        if init_from is None:
+            codes = torch.randn(len(fixed_ids), width) * recipe.code_std
+            model.transformer.wte.weight.data[fixed_ids] = codes
+        else:  # keep the base model's codes
+            codes = model.transformer.wte.weight.data[fixed_ids].clone()
         lr = recipe.lr
         again = fast(" again:", add_special_tokens=False)["input_ids"]
         probe = pool_copy_cases(catalogues[0], fast, seed, 200)
@@ -410,8 +413,8 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
-        if recipe is not None:  # undo the step (and weight decay) on the frozen title codes
-            model.transformer.wte.weight.data[title_ids] = codes
+        if recipe is not None:  # undo the step (and weight decay) on the frozen codes
+            model.transformer.wte.weight.data[fixed_ids] = codes
         schedule.step()
         optimiser.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
