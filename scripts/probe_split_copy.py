@@ -43,8 +43,8 @@ def main() -> None:
     stats = scratch.build_scratch(args.out, "titles-copy", SCRATCH_DATASETS, args.steps, 0,
                                   per_dataset=SCRATCH_TEXTS["titles-copy"], probe_every=args.probe_every,
                                   recipe=recipe, init_from=base)
-    stats.update(seconds=round(time.time() - start, 1), base=None if base is None else base.name, args=vars(args))
-    stats["args"]["out"] = str(args.out)
+    stats.update(seconds=round(time.time() - start, 1), base=None if base is None else base.name,
+                 args={**vars(args), "out": str(args.out)})
     (args.out / "pretrain_log.json").write_text(json.dumps(stats, indent=1))
     print(json.dumps({k: v for k, v in stats.items() if k != "loss_every_100"}))
 
