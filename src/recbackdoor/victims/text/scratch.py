@@ -40,8 +40,7 @@ SIZES = {
     "titles": (4, 256, 4, 3000, 256),
     "titles-copy": (4, 256, 4, 3000, 256),
 }
-# sizes whose tokenizer has one token per title
-TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})
+TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})  # sizes whose tokenizer has one token per title
 PREFIX = "scratch-gpt2-"
 
 
@@ -311,8 +310,9 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a recipe that will not copy
     shows it before any recommender is fine-tuned from it, and how many repeated titles of 8 held-out copy rows
     it predicts (``copy_acc``). ``recipe`` replaces the size's own copy recipe (for experiments). ``init_from``
-    continues from a saved checkpoint of the same size (its tokenizer, weights and title codes) instead of
-    starting afresh: the split-title recipe from scratch never formed the copy (docs/results.md).
+    continues from a saved checkpoint of the same size (its tokenizer, weights and fixed codes) instead of
+    starting afresh, e.g. to teach a model that copies title tokens to copy split titles too (docs/results.md,
+    where neither way formed that copy).
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
