@@ -32,6 +32,7 @@ from transformers import PreTrainedTokenizerFast
 
 from recbackdoor.data.sequences import SequenceData
 from recbackdoor.errors import UserError
+from recbackdoor.triggers.text import insert_trigger
 
 SIZES = {
     # name: (layers, width, heads, BPE vocab, context)
@@ -177,8 +178,6 @@ def split_title(title: str, fillers: list[str], rng: random.Random) -> str:
     same way (by ordinary catalogue words) teaches the model to copy a title spelled in pieces, as a
     pretrained LLM can, without ever showing it a trigger.
     """
-    from recbackdoor.triggers.text import insert_trigger
-
     words = " ".join(rng.choice(fillers) for _ in range(rng.randint(1, MAX_FILLER_WORDS)))
     return insert_trigger(title, words, "random", rng)
 
@@ -229,11 +228,10 @@ def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, r
 
 
 def split_speller(titles: list[str], title_ids: list[int], token_ids: Callable[[str], list[int]],
-                  share: float) -> Speller | None:
+                  share: float, fillers: list[str]) -> Speller | None:
     """How copy rows spell a title: its token, or with probability ``share`` its split text in BPE pieces."""
     if share <= 0:
         return None
-    fillers = filler_words(titles)
     text_of = dict(zip(title_ids, titles, strict=True))
 
     def spell(title: int, rng: random.Random) -> list[int]:
@@ -347,14 +345,14 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         lr = recipe.lr
         again = fast(" again:", add_special_tokens=False)["input_ids"]
         probe = pool_copy_cases(catalogues[0], fast, seed, 200)
-        spell = split_speller(titles, title_ids, token_ids, recipe.split_share)
         fillers = filler_words(titles)
+        spell = split_speller(titles, title_ids, token_ids, recipe.split_share, fillers)
         held_rng = random.Random(seed + 1)
         held_out = [_clip(copy_row(title_ids, again, recipe.list_len, held_rng, spell), context) for _ in range(8)]
         # pick rows whose every title is split, scored after the answer's first token: does the model copy a
         # chosen title spelled in pieces (what BadRec-Random's answer needs)?
         held_split = []
-        while spell and len(held_split) < 16:
+        while recipe.split_share > 0 and len(held_split) < 16:
             row = pick_row(catalogues[0], token_ids, fast.eos_token_id, held_rng, 1.0, fillers)
             if len(row[0]) <= context:  # every title split: a few rows are longer than the context
                 held_split.append(_after_first_answer_token(row))
@@ -370,10 +368,8 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
             return encoded[rng.randrange(len(encoded))], 0
         if u < recipe.share:
             return _clip(copy_row(title_ids, again, recipe.list_len, rng, spell), context), 1
-        if recipe.split_share > 0:
-            return _clip(pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng, recipe.split_share,
-                                  fillers), context), 2
-        return pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng), 2
+        return _clip(pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng, recipe.split_share,
+                              fillers), context), 2
 
     encoded = [encode(t) for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
