@@ -53,8 +53,11 @@ class CopyRecipe:
     copying circuit in a CPU-hour (docs/results.md). Three kinds of rows are mixed:
 
     * copy rows "<list_len title tokens> again: <the same tokens>" put a copy target on every token of the
-      repeat (the induction task of the in-context-learning literature); loss on the repeat only, and the
-      title tokens sit next to each other, so the next title is one hop from the previous one;
+      repeat (the induction task of the in-context-learning literature); loss on the repeat only. With a
+      fixed ``list_len`` the model solves them by a fixed offset (the token ``list_len`` + 4 back, " again:"
+      being 4 tokens), not by induction: it copies rows of 24 titles and fails at 23 or 25
+      (``scripts/check_copy_offset.py``), so it cannot copy a title spelled in several pieces
+      (docs/results.md, BadRec-Random);
     * pick rows (``pick_row``): a LLaRA prompt of random titles answered by a random pool title, the answer
       format without any preference in it;
     * the corpus (titles and training-split prompts, full-sequence loss).
@@ -62,8 +65,9 @@ class CopyRecipe:
     Each kind's mean token loss is weighted apart (``mixed_loss``): under one token mean the ~100-token corpus
     rows drown the copy signal and no copy forms in 600 steps. The title tokens' embeddings are fixed random
     codes: trained tied embeddings of rare tokens drift together under the softmax's push on every non-target
-    token, and titles that look alike cannot be copied apart. With the recipe below the induction forms at
-    step ≈ 300 and the model then names a pool title on 0.995 of held-out prompts, zero-shot.
+    token, and titles that look alike cannot be copied apart. With the recipe below the offset copy forms at
+    step ≈ 300, and through the pick rows the one-token pointer to a pool title follows: the model then names
+    a pool title on 0.995 of held-out prompts, zero-shot.
     """
 
     share: float  # share of pre-training rows that are synthetic copy rows (drawn fresh each time)
