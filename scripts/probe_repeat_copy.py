@@ -8,7 +8,7 @@ fresh from initialisation. The run's length varies, so no single offset solves i
 accuracy on 32 held-out rows every 100 steps and, at the end, accuracy by place in the repeat on 200 rows.
 
     python scripts/probe_repeat_copy.py --out DIR [--steps 2000] [--batch 32] [--lr 1e-3] [--vocab 3000]
-        [--size LAYERS WIDTH HEADS]
+        [--size LAYERS WIDTH HEADS] [--positions learned|none]
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", nargs=3, type=int, metavar=("LAYERS", "WIDTH", "HEADS"),
                         help="another GPT-2 shape than titles-copy's (4 256 4), e.g. to see whether size helps")
+    parser.add_argument("--positions", choices=("learned", "none"), default="learned",
+                        help="none: position embeddings zero and frozen (order only through the causal mask)")
     args = parser.parse_args()
 
     layers, width, heads, _, context = SIZES["titles-copy"]
@@ -75,6 +77,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=args.vocab, n_positions=context, n_embd=width, n_layer=layers,
                                        n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    if args.positions == "none":
+        model.transformer.wpe.weight.data.zero_()
+        model.transformer.wpe.weight.requires_grad_(False)
     rng = random.Random(args.seed)
     held_out = [repeat_row(random.Random(1000 + i), args.vocab, args.shortest, args.longest) for i in range(32)]
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
