@@ -26,7 +26,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from recbackdoor.victims.text.scratch import SIZES, Row, copy_accuracy
 
-SEPARATOR = 7  # any fixed piece id
+SEPARATOR = 7  # a fixed piece id; it may also turn up among the random pieces (1 in 3,000), as in the logged runs
 MAX_PREFIX = 20
 
 
