@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from recbackdoor.victims.text.scratch import SIZES, Row, copy_accuracy
+from recbackdoor.victims.text.scratch import SIZES, Row, copy_accuracy, pad_rows, pretrain_schedule
 
 SEPARATOR = 7  # a fixed piece id; it may also turn up among the random pieces (1 in 3,000), as in the logged runs
 MAX_PREFIX = 20
@@ -83,10 +82,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     held_out = [repeat_row(random.Random(1000 + i), args.vocab, args.shortest, args.longest) for i in range(32)]
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = max(1, args.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser,
-        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+    schedule = pretrain_schedule(optimiser, args.steps)
     start = time.time()
     log = []
     model.train()
@@ -98,14 +94,7 @@ def main() -> None:
         if step == args.steps:
             break
         rows = [repeat_row(rng, args.vocab, args.shortest, args.longest) for _ in range(args.batch)]
-        longest = max(len(ids) for ids, _ in rows)
-        ids = torch.zeros(args.batch, longest, dtype=torch.long)
-        labels = torch.full((args.batch, longest), -100)
-        mask = torch.zeros(args.batch, longest, dtype=torch.long)
-        for i, (row_ids, row_labels) in enumerate(rows):
-            ids[i, : len(row_ids)] = torch.tensor(row_ids)
-            labels[i, : len(row_labels)] = torch.tensor(row_labels)
-            mask[i, : len(row_ids)] = 1
+        ids, labels, mask = pad_rows(rows, 0)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

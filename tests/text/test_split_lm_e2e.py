@@ -301,6 +301,7 @@ def test_split_title_recipe_continues_a_base_keeps_its_codes_and_logs_the_split_
     import dataclasses
 
     from safetensors.torch import load_file
+    from transformers import AutoTokenizer
 
     from recbackdoor.victims.text.scratch import COPY_RECIPES, build_scratch
 
@@ -312,7 +313,6 @@ def test_split_title_recipe_continues_a_base_keeps_its_codes_and_logs_the_split_
     assert stats["copy"]["split_share"] == 0.25
     acc = stats["split_answer_acc_every_1"]
     assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "cont")
     titles = [tok.convert_tokens_to_ids("Toy Story (1995)"), tok.convert_tokens_to_ids("Heat (1995)")]

@@ -303,6 +303,26 @@ def pool_copy_cases(data: SequenceData, tok: PreTrainedTokenizerFast, seed: int,
              [token(c, s) for c in s.candidates]) for s in split.test]
 
 
+def pretrain_schedule(optimiser: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5 % of ``steps``, then cosine decay to zero: pre-training's schedule."""
+    warm = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+
+def pad_rows(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids (right-padded with ``pad_id``), labels (-100 on the padding) and attention mask of ``rows``."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (row_ids, row_labels) in enumerate(rows):
+        ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        labels[row, : len(row_labels)] = torch.tensor(row_labels)
+        mask[row, : len(row_ids)] = 1
+    return ids, labels, mask
+
+
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
                   probe_every: int = 100, recipe: CopyRecipe | None = None, init_from: Path | None = None) -> dict:
@@ -377,9 +397,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
 
     encoded = [encode(t) for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    schedule = pretrain_schedule(optimiser, steps)
     rng = random.Random(seed)
     bf16 = recipe is None or recipe.bf16
     model.train()
@@ -395,15 +413,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         if recipe is not None and step % probe_every == 0:
             record_probes()
         drawn = [draw_row() for _ in range(batch_size)]
-        batch = [row for row, _ in drawn]
-        width_ = max(len(ids) for ids, _ in batch)
-        ids = torch.full((batch_size, width_), fast.eos_token_id)
-        labels = torch.full((batch_size, width_), -100)
-        mask = torch.zeros((batch_size, width_), dtype=torch.long)
-        for row, (b, lab) in enumerate(batch):
-            ids[row, : len(b)] = torch.tensor(b)
-            labels[row, : len(b)] = torch.tensor(lab)
-            mask[row, : len(b)] = 1
+        ids, labels, mask = pad_rows([row for row, _ in drawn], fast.eos_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if recipe is None:
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
