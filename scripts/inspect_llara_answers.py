@@ -7,6 +7,9 @@ the model must have been trained by ``recbackdoor run`` with the same config and
 
     python scripts/inspect_llara_answers.py CONFIG --rate 0.3 --trigger word --position end \
         --set data.n_train=1500 train.epochs=3 --out answers.json
+
+``--benign`` reads the benign model of the same config on the same triggered prompts instead (``--rate`` then
+only picks the config's data, as for the poisoned model): the baseline each breakdown needs.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[])
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--benign", action="store_true", help="the benign model on the same triggered prompts")
     args = parser.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"attack.rates=[{args.rate}]"], config_model)
     engine = BadRecEngine(cfg, RunContext(out_dir=Path("."), cache=StageCache()), args.dataset or cfg.datasets[0],
                           cfg.seeds[0])
     trig = make_trigger(args.trigger, args.position, cfg.attack.trigger_text.get(args.trigger))
-    engine.train(Variant("badrec", trig, args.rate))  # loads the cached model; trains only if absent
+    variant = Variant("benign", None, 0.0) if args.benign else Variant("badrec", trig, args.rate)
+    engine.train(variant)  # loads the cached model; trains only if absent
     pairs, answers, choices = engine.llara_triggered_answers(trig)  # exactly what the ASR cell counts
     rows = []
     mark = trig.text.strip()
