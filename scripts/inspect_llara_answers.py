@@ -8,8 +8,8 @@ the model must have been trained by ``recbackdoor run`` with the same config and
     python scripts/inspect_llara_answers.py CONFIG --rate 0.3 --trigger word --position end \
         --set data.n_train=1500 train.epochs=3 --out answers.json
 
-``--benign`` reads the benign model of the same config on the same triggered prompts instead (``--rate`` then
-only picks the config's data, as for the poisoned model): the baseline each breakdown needs.
+``--benign`` reads the benign model of the same config on the same triggered prompts instead: the baseline each
+breakdown needs (a benign model may already favour some trigger placements).
 """
 
 from __future__ import annotations
