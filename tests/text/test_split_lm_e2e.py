@@ -107,6 +107,7 @@ def _fit_examples(lm, tiny):
 def test_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(tiny, tiny_lora, tmp_path,
                                                                                 monkeypatch):
     import recbackdoor.victims.text.split_lm as split_lm
+    from recbackdoor.victims.text.checkpoint import load_checkpoint
 
     lm = tiny_lora
     examples = _fit_examples(lm, tiny)
@@ -126,8 +127,14 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     with pytest.raises(KeyboardInterrupt):
         lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint, checkpoint_every=0)
     lm.reset(seed=5)  # a fresh process would start from other weights
+    shape = {"steps": 4, "examples": 4, "batch_size": 3, "lr": 1e-2, "seed": 0, "epochs": 3,
+             "weight_decay": 0.0, "warmup": 0.05, "curriculum": 0.0}
+    seconds_before_the_kill = load_checkpoint(checkpoint, shape).seconds
+    assert seconds_before_the_kill > 0
     resumed = lm.fit(examples, epochs=3, batch_size=3, lr=1e-2, seed=0, checkpoint=checkpoint, checkpoint_every=0)
     assert resumed == reference
+    # the reported training time counts the killed session's share too
+    assert lm.resumed_at == 2 and lm.fit_seconds > seconds_before_the_kill
     for name, value in lm.trainable_state().items():
         assert torch.equal(value, expected[name]), name
 

@@ -269,7 +269,6 @@ class BadRecEngine:
                 examples = self._examples(list(self.split.train) + fakes)
                 self.store.save()
             t = self.cfg.train
-            start = time.perf_counter()
             checkpoint = self.ctx.cache.partial_path("adapter", key)
             with self.ctx.timer(f"{self.dataset}/train"):
                 losses = self.lm.fit(examples, t.epochs, t.batch_size, t.lr, self.seed, desc=f"train {label}",
@@ -279,7 +278,8 @@ class BadRecEngine:
             if checkpoint is not None and self.lm.processes.is_main:
                 checkpoint.unlink(missing_ok=True)
             (tmp / "train_log.json").write_text(json.dumps({
-                "seconds": time.perf_counter() - start, "steps": len(losses), "n_benign": len(self.split.train),
+                "seconds": self.lm.fit_seconds, "resumed_at_step": self.lm.resumed_at, "steps": len(losses),
+                "n_benign": len(self.split.train),
                 "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:]}))
 
         path = self.ctx.cache.get_or_create("adapter", key, build)

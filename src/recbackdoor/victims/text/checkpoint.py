@@ -7,6 +7,8 @@ retrained from step 0.  A checkpoint holds everything the next step depends
 on — trainable weights, AdamW moments, the learning-rate schedule, the
 example order still to come, the Python RNG that draws it and the losses so
 far — so a resumed run takes exactly the steps an uninterrupted one would.
+It also holds the training seconds spent so far, so a model trained across
+sessions reports its whole training time, not the last session's share.
 
 One safetensors file: the tensors as tensors, the rest as JSON in the header.
 It is written under a temporary name and renamed, so a kill during the write
@@ -38,6 +40,7 @@ class TrainingState:
     order: list[int]
     losses: list[float]
     shape: dict[str, float]  # what the run was: steps, examples, batch size, learning rate, seed
+    seconds: float = 0.0  # training wall time up to ``step``, over all the sessions that took part
 
 
 def save_checkpoint(path: Path, state: TrainingState) -> None:
@@ -55,7 +58,8 @@ def save_checkpoint(path: Path, state: TrainingState) -> None:
     meta = {"format": FORMAT, "step": str(state.step), "shape": json.dumps(state.shape),
             "param_groups": json.dumps(state.optimiser["param_groups"]),
             "optim_scalars": json.dumps(moments), "schedule": json.dumps(state.schedule),
-            "rng": json.dumps(state.rng), "order": json.dumps(state.order), "losses": json.dumps(state.losses)}
+            "rng": json.dumps(state.rng), "order": json.dumps(state.order), "losses": json.dumps(state.losses),
+            "seconds": repr(float(state.seconds))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -99,4 +103,5 @@ def load_checkpoint(path: Path, shape: dict[str, float]) -> TrainingState | None
     return TrainingState(step=int(meta["step"]), weights=weights,
                          optimiser={"state": slots, "param_groups": groups},
                          schedule=json.loads(meta["schedule"]), rng=(version, tuple(internal), gauss),
-                         order=json.loads(meta["order"]), losses=json.loads(meta["losses"]), shape=shape)
+                         order=json.loads(meta["order"]), losses=json.loads(meta["losses"]), shape=shape,
+                         seconds=float(meta.get("seconds", "0")))  # checkpoints before the field: unknown, 0

@@ -171,6 +171,8 @@ class SplitLM:
         if item_prior:
             vocab = model.get_output_embeddings().weight.shape[0]
             self.logit_bias = nn.Parameter(torch.zeros(vocab, device=self.device))
+        self.fit_seconds = 0.0  # set by fit: training wall time, earlier sessions' share included
+        self.resumed_at = 0  # set by fit: the checkpoint step it continued from (0: a fresh run)
         self._initial = {k: v.detach().clone() for k, v in self.trainable_state().items()}
 
     def attach_projector(self, table: torch.Tensor) -> None:
@@ -351,6 +353,8 @@ class SplitLM:
         With ``checkpoint`` the loop saves its whole state there every ``checkpoint_every``
         seconds (main process only) and, when a checkpoint of the same run shape is there
         at the start, continues from it; the result equals an uninterrupted run's.
+        Afterwards ``fit_seconds`` is the training wall time of all sessions that
+        took part and ``resumed_at`` the step this call started from.
 
         Hybrid examples follow LLaRA's curriculum: at step ``s`` an example's ID
         slots are filled with probability ``min(1, s / (curriculum · steps))``
@@ -374,7 +378,7 @@ class SplitLM:
         losses: list[float] = []
         shape = {"steps": steps, "examples": len(examples), "batch_size": batch_size, "lr": lr, "seed": seed,
                  "epochs": epochs, "weight_decay": weight_decay, "warmup": warmup, "curriculum": curriculum}
-        first = 0
+        first, earlier_seconds = 0, 0.0
         resumed = load_checkpoint(checkpoint, shape) if checkpoint is not None else None
         if resumed is not None:
             self.load_trainable_state(resumed.weights)
@@ -382,7 +386,8 @@ class SplitLM:
             schedule.load_state_dict(resumed.schedule)
             rng.setstate(resumed.rng)
             order, losses, first = resumed.order, resumed.losses, resumed.step
-        saved_at = time.monotonic()
+            earlier_seconds = resumed.seconds
+        started = saved_at = time.monotonic()
         # the training bar shows in logs too (every 15 s), as long runs are read from their log files
         bar = tqdm(range(first, steps), desc=desc, leave=False, mininterval=15.0, disable=not self.processes.is_main,
                    initial=first, total=steps)
@@ -421,10 +426,12 @@ class SplitLM:
             if checkpoint is not None and due and step + 1 < steps and self.processes.is_main:
                 save_checkpoint(checkpoint, TrainingState(
                     step + 1, self.trainable_state(), optimiser.state_dict(), schedule.state_dict(),
-                    rng.getstate(), order, losses, shape))
+                    rng.getstate(), order, losses, shape, earlier_seconds + time.monotonic() - started))
                 saved_at = time.monotonic()
         for layer in self.top_layers:
             layer.eval()
+        self.fit_seconds = earlier_seconds + time.monotonic() - started
+        self.resumed_at = first
         return losses
 
     def _sum_gradients(self, params: list[nn.Parameter]) -> None:
