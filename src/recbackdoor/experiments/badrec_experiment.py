@@ -11,15 +11,17 @@ cached by a hash of everything they depend on.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from pydantic import model_validator
 
 from recbackdoor.experiments.config import ExperimentConfig, StrictModel
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import register_experiment
 from recbackdoor.experiments.results import Cell
 from recbackdoor.processes import processes
+from recbackdoor.victims.text.precision import bf16_pays_off
 from recbackdoor.victims.text.sasrec import SasrecSettings
 
 
@@ -41,12 +43,22 @@ class ModelSection(StrictModel):
     method: Literal["lora", "full"] = "lora"
     lora_r: int = 16
     lora_alpha: int = 32
+    # bf16 autocast; "auto" resolves, when the config is read, to whether this machine does bf16 natively (true
+    # on a GPU or an AVX512-BF16 / AMX CPU, false where torch would emulate it, many times slower), so the cache
+    # keys and results.json hold the precision that ran (victims/text/precision.py)
     autocast: bool = True
     # a trainable bias on every vocabulary logit (the item prior; see victims/text/split_lm.py)
     item_prior: bool = False
     threads: int = 1
     # "auto": a GPU when there is one; under `accelerate launch` / `torchrun` one process per GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_autocast(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("autocast", "auto") == "auto":
+            data = {**data, "autocast": bf16_pays_off(data.get("device", "auto"))}
+        return data
 
 
 class TrainSection(StrictModel):

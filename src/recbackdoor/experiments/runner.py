@@ -37,7 +37,10 @@ def machine_description() -> dict[str, Any]:
     try:
         import torch
 
+        from recbackdoor.victims.text.precision import native_bf16
+
         info["torch_threads"] = torch.get_num_threads()
+        info["cpu_native_bf16"] = native_bf16("cpu")  # bf16 autocast is emulated, and slow, where False
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:

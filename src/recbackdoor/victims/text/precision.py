@@ -1,0 +1,66 @@
+"""Whether bf16 autocast pays off on the machine at hand.
+
+bf16 autocast made a SmolLM2 step faster than fp32 on the CPU the early rungs were measured on (one with
+native bf16), and every committed text result ran with it. On a CPU without native bf16 instructions (no
+AVX512-BF16 / AMX: AMD Zen 3, older Intel) torch emulates it around fp32 kernels, and the same forward
+pass ran 6.5 times slower than fp32, a training step far more (docs/results.md, "bf16 autocast on a CPU
+without native bf16"). So ``model.autocast`` defaults to "auto", resolved here when the config is read;
+a config that sets it true on such a CPU gets a one-line note, and ``results.json`` records the fact.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The first processor's feature flags; empty where the file does not exist (macOS, Windows)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(device: torch.device | str = "cpu", flags: set[str] | None = None) -> bool | None:
+    """True when ``device`` runs bf16 matmuls natively, False when torch would emulate them, None when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return None
+    return any(flag in flags for flag in _CPU_BF16_FLAGS)
+
+
+def bf16_pays_off(device_setting: str = "auto") -> bool:
+    """What ``model.autocast = "auto"`` means: bf16 unless this machine would emulate it (unknown: bf16, as before)."""
+    on_gpu = device_setting in ("auto", "cuda") and torch.cuda.is_available()
+    native = native_bf16("cuda" if on_gpu else "cpu")
+    return True if native is None else native
+
+
+_warned = False
+
+
+def note_if_emulated(autocast: bool, device: torch.device | str = "cpu", flags: set[str] | None = None) -> bool:
+    """Say once per process, on stderr, that bf16 autocast is emulated here; returns whether it said so."""
+    global _warned
+    if not autocast or _warned or native_bf16(device, flags) is not False:
+        return False
+    _warned = True
+    print("recbackdoor: note: this CPU has no native bf16 (no avx512_bf16 / amx_bf16), so bf16 autocast is "
+          "emulated and several times slower than fp32 here; model.autocast = \"auto\" (the default) or false "
+          "trains in fp32 (its own cache key; numbers close to, not identical with, the committed bf16 cells)",
+          file=sys.stderr)
+    return True
