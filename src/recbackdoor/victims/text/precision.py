@@ -34,7 +34,10 @@ def native_bf16(device: torch.device | str = "cpu", flags: set[str] | None = Non
     """True when ``device`` runs bf16 matmuls natively, False when torch would emulate them, None when unknown."""
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        try:  # a V100 "supports" bf16 only by emulation, which torch counts unless told not to
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch without the argument
+            return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return None
     flags = cpu_flags() if flags is None else flags
