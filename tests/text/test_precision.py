@@ -55,3 +55,25 @@ def test_auto_autocast_resolves_to_what_the_machine_does_well(monkeypatch, nativ
     assert ModelSection.model_validate({"autocast": "auto", "device": "cpu"}).autocast is expected
     assert ModelSection(autocast=True).autocast is True and ModelSection(autocast=False).autocast is False
     assert ModelSection().model_dump()["autocast"] is expected  # the cache key holds the resolved precision
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_plain_scratch_backbones_pretrain_in_fp32_only_where_bf16_is_emulated(monkeypatch, tmp_path, native):
+    """Where bf16 is native the key is the one every cached plain backbone has; fp32 gets a key of its own.
+    A copy recipe names its own precision, so its key never changes with the machine."""
+    from recbackdoor.experiments.cache import StageCache
+    from recbackdoor.victims.text import backbones, scratch
+
+    monkeypatch.setattr(backbones, "bf16_pays_off", lambda device="auto": native)
+    built = {}
+    monkeypatch.setattr(scratch, "build_scratch", lambda *a, **kw: built.update(kw) or {})
+
+    def create(self, stage, key, build):
+        build(tmp_path)
+        return key
+
+    monkeypatch.setattr(StageCache, "get_or_create", create)
+    key = backbones.scratch_path("tiny", StageCache(root=tmp_path))
+    assert ("precision" in key) is (not native) and built["bf16"] is native
+    key = backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
+    assert "precision" not in key

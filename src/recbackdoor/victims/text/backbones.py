@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from recbackdoor.errors import UserError
 from recbackdoor.experiments.cache import StageCache
+from recbackdoor.victims.text.precision import bf16_pays_off
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,10 +85,15 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
         for added_later, default in (("split_share", 0.0), ("fixed_codes", "titles")):
             if key["copy"][added_later] == default:  # recipes at the default keep their cached models
                 del key["copy"][added_later]
+    # the plain sizes pre-train in bf16 where the CPU does it natively (as every cached one did) and in fp32 where
+    # it would be emulated, many times slower (victims/text/precision.py); only fp32 marks the key
+    bf16 = bf16_pays_off("cpu")
+    if size not in scratch.COPY_RECIPES and not bf16:
+        key["precision"] = "fp32"
 
     def build(tmp: Path) -> None:
         stats = scratch.build_scratch(tmp, size, SCRATCH_DATASETS, SCRATCH_STEPS[size], seed,
-                                      per_dataset=SCRATCH_TEXTS[size])
+                                      per_dataset=SCRATCH_TEXTS[size], bf16=bf16)
         (tmp / "pretrain_log.json").write_text(json.dumps(stats))
 
     return cache.get_or_create("backbone", key, build)

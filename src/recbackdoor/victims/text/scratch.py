@@ -325,7 +325,8 @@ def pad_rows(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
-                  probe_every: int = 100, recipe: CopyRecipe | None = None, init_from: Path | None = None) -> dict:
+                  probe_every: int = 100, recipe: CopyRecipe | None = None, init_from: Path | None = None,
+                  bf16: bool = True) -> dict:
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``.
 
     With a copy recipe, every ``probe_every`` steps the log records how often the model, zero-shot, puts a pool
@@ -335,6 +336,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     continues from a saved checkpoint of the same size (its tokenizer, weights and fixed codes) instead of
     starting afresh, e.g. to teach a model that copies title tokens to copy split titles too (docs/results.md,
     where neither way formed that copy).
+    ``bf16`` is the plain (recipe-less) sizes' autocast; a copy recipe carries its own.
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -399,7 +401,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = pretrain_schedule(optimiser, steps)
     rng = random.Random(seed)
-    bf16 = recipe is None or recipe.bf16
+    bf16 = bf16 if recipe is None else recipe.bf16
     model.train()
     losses, in_pool, copy_acc, split_acc = [], [], [], []
 
