@@ -62,7 +62,8 @@ def note_if_emulated(autocast: bool, device: torch.device | str = "cpu", flags: 
     if not autocast or _warned or native_bf16(device, flags) is not False:
         return False
     _warned = True
-    print("recbackdoor: note: this CPU has no native bf16 (no avx512_bf16 / amx_bf16), so bf16 autocast is "
+    where = "this GPU" if torch.device(device).type == "cuda" else "this CPU (no avx512_bf16 / amx_bf16)"
+    print(f"recbackdoor: note: {where} has no native bf16, so bf16 autocast is "
           "emulated and several times slower than fp32 here; model.autocast = \"auto\" (the default) or false "
           "trains in fp32 (its own cache key; numbers close to, not identical with, the committed bf16 cells)",
           file=sys.stderr)
