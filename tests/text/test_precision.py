@@ -30,17 +30,21 @@ def test_native_bf16_is_unknown_without_flags():
     assert precision.native_bf16("meta", {"avx512_bf16"}) is None
 
 
-def test_the_note_is_said_once_and_only_when_bf16_is_emulated(monkeypatch, capsys):
+def test_the_note_is_said_once_and_only_without_native_bf16(monkeypatch, capsys):
     monkeypatch.setattr(precision, "_warned", False)
-    assert not precision.note_if_emulated(True, "cpu", {"avx512_bf16"})
-    assert not precision.note_if_emulated(False, "cpu", {"avx2"})
-    assert not precision.note_if_emulated(True, "cpu", set())
+    assert not precision.note_precision(True, "cpu", {"avx512_bf16"})
+    assert not precision.note_precision(False, "cpu", {"amx_bf16"})
+    assert not precision.note_precision(True, "cpu", set())
     assert capsys.readouterr().err == ""
-    assert precision.note_if_emulated(True, "cpu", {"avx2"})
+    assert precision.note_precision(True, "cpu", {"avx2"})
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model.autocast" in err and "fp32" in err
-    assert not precision.note_if_emulated(True, "cpu", {"avx2"})
+    assert err.count("\n") == 1 and "emulated" in err and "model.autocast" in err
+    assert not precision.note_precision(True, "cpu", {"avx2"})
     assert capsys.readouterr().err == ""
+    monkeypatch.setattr(precision, "_warned", False)
+    assert precision.note_precision(False, "cpu", {"avx2"})
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fp32" in err and "model.autocast = true" in err
 
 
 @pytest.mark.parametrize("native", [True, False, None])

@@ -5,7 +5,7 @@ native bf16), and every committed text result ran with it. On a CPU without nati
 AVX512-BF16 / AMX: AMD Zen 3, older Intel) torch emulates it around fp32 kernels, and the same forward
 pass ran 6.5 times slower than fp32, a training step far more (docs/results.md, "bf16 autocast on a CPU
 without native bf16"). So ``model.autocast`` defaults to "auto", resolved here when the config is read;
-a config that sets it true on such a CPU gets a one-line note, and ``results.json`` records the fact.
+a run on such a CPU says in one line what that means, and ``results.json`` records the fact.
 """
 
 from __future__ import annotations
@@ -56,15 +56,22 @@ def bf16_pays_off(device_setting: str = "auto") -> bool:
 _warned = False
 
 
-def note_if_emulated(autocast: bool, device: torch.device | str = "cpu", flags: set[str] | None = None) -> bool:
-    """Say once per process, on stderr, that bf16 autocast is emulated here; returns whether it said so."""
+def note_precision(autocast: bool, device: torch.device | str = "cpu", flags: set[str] | None = None) -> bool:
+    """Say once per process, on stderr, what the missing native bf16 means for this run; returns whether it did.
+
+    With bf16 forced: that it is emulated and slow. In fp32: that the committed text cells ran in bf16, so a
+    re-run here lands near them, not on them (a change of precision moved a LastFM AUC by 0.06, docs/results.md).
+    """
     global _warned
-    if not autocast or _warned or native_bf16(device, flags) is not False:
+    if _warned or native_bf16(device, flags) is not False:
         return False
     _warned = True
     where = "this GPU" if torch.device(device).type == "cuda" else "this CPU (no avx512_bf16 / amx_bf16)"
-    print(f"recbackdoor: note: {where} has no native bf16, so bf16 autocast is "
-          "emulated and several times slower than fp32 here; model.autocast = \"auto\" (the default) or false "
-          "trains in fp32 (its own cache key; numbers close to, not identical with, the committed bf16 cells)",
-          file=sys.stderr)
+    if autocast:
+        text = ("bf16 autocast is emulated and several times slower than fp32 here; model.autocast = \"auto\" "
+                "(the default) or false trains in fp32")
+    else:
+        text = ("training in fp32; the committed text cells ran in bf16, so expect numbers near them, not equal "
+                "(model.autocast = true matches their precision, about 14x slower here)")
+    print(f"recbackdoor: note: {where} has no native bf16: {text}", file=sys.stderr)
     return True

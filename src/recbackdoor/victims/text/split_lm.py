@@ -52,7 +52,7 @@ from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import Backbone
 from recbackdoor.victims.text.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from recbackdoor.victims.text.decoding import added_token_texts, decode_answer
-from recbackdoor.victims.text.precision import note_if_emulated
+from recbackdoor.victims.text.precision import note_precision
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class SplitLM:
         self.method = method
         self.autocast = autocast
         if self.processes.is_main:
-            note_if_emulated(autocast, self.device)
+            note_precision(autocast, self.device)
         self.model = model
         if method == "lora":
             from peft import LoraConfig, get_peft_model
