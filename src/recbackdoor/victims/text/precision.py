@@ -11,6 +11,7 @@ a run on such a CPU says in one line what that means, and ``results.json`` recor
 from __future__ import annotations
 
 import sys
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -30,7 +31,13 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def native_bf16(device: torch.device | str = "cpu", flags: set[str] | None = None) -> bool | None:
+@cache
+def _host_flags() -> frozenset[str]:
+    """This machine's flags, read once: every config load, model and results.json asks."""
+    return frozenset(cpu_flags())
+
+
+def native_bf16(device: torch.device | str = "cpu", flags: set[str] | frozenset[str] | None = None) -> bool | None:
     """True when ``device`` runs bf16 matmuls natively, False when torch would emulate them, None when unknown."""
     device = torch.device(device)
     if device.type == "cuda":
@@ -40,7 +47,7 @@ def native_bf16(device: torch.device | str = "cpu", flags: set[str] | None = Non
             return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return None
-    flags = cpu_flags() if flags is None else flags
+    flags = _host_flags() if flags is None else flags
     if not flags:
         return None
     return any(flag in flags for flag in _CPU_BF16_FLAGS)
