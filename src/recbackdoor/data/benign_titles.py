@@ -1,0 +1,89 @@
+"""Benign titles for training a scanner: Netflix titles, split, and made to look like any catalogue.
+
+Netflix titles are English movie titles with a year; the catalogues a scanner
+guards are artist names, game names, titles in Cyrillic, Japanese or with
+accents.  A scanner that saw only Netflix would learn "non-ASCII or no year =
+poisoned" and flag 'Sigur Rós' and '宇多田ヒカル'.  So benign titles are also
+shown transliterated whole or word by word into other scripts (ICU
+transliterators), with accents, without the year and in other cases — all
+changes that *replace* what is there, while a trigger *adds* something.  No
+test catalogue (MovieLens, LastFM, Steam) is read here.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from recbackdoor.data.text_datasets import load_netflix_titles
+from recbackdoor.triggers.heldout import mentions_held_out
+
+# ICU transliterators from Latin into the scripts real catalogues use
+SCRIPTS = ("Cyrillic", "Greek", "Katakana", "Hiragana", "Hangul", "Arabic", "Hebrew", "Devanagari", "Thai",
+           "Georgian", "Armenian", "Bengali", "Tamil", "Gujarati", "Kannada")
+_ACCENTS = {"a": "áàâäãå", "e": "éèêë", "i": "íìîï", "o": "óòôöõø", "u": "úùûü", "n": "ñ", "c": "ç", "y": "ÿý",
+            "s": "š", "z": "ž"}
+
+
+@dataclass(frozen=True)
+class TitleSplit:
+    """Netflix titles cut three ways: train the scanner, calibrate its threshold, validate its rounds."""
+
+    train: tuple[str, ...]
+    calibration: tuple[str, ...]
+    validation: tuple[str, ...]
+
+
+def netflix_split(seed: int = 0, calibration: int = 1500, validation: int = 1000) -> TitleSplit:
+    titles = sorted({t for t in load_netflix_titles() if not mentions_held_out(t)})
+    random.Random(seed).shuffle(titles)
+    cal, val = titles[:calibration], titles[calibration:calibration + validation]
+    return TitleSplit(train=tuple(titles[calibration + validation:]), calibration=tuple(cal), validation=tuple(val))
+
+
+@lru_cache(maxsize=32)
+def _transliterator(script: str):
+    import icu
+
+    return icu.Transliterator.createInstance(f"Latin-{script}")
+
+
+def transliterate(text: str, script: str) -> str:
+    return _transliterator(script).transliterate(text)
+
+
+def _drop_year(title: str) -> str:
+    if title.endswith(")") and "(" in title:
+        head, _, year = title.rpartition("(")
+        if year[:-1].isdigit():
+            return head.rstrip()
+    return title
+
+
+def _accent(word: str, rng: random.Random) -> str:
+    chars = list(word)
+    spots = [i for i, c in enumerate(chars) if c.lower() in _ACCENTS]
+    for i in rng.sample(spots, min(len(spots), rng.randint(1, 2))):
+        accented = rng.choice(_ACCENTS[chars[i].lower()])
+        chars[i] = accented.upper() if chars[i].isupper() else accented
+    return "".join(chars)
+
+
+def augment_benign(title: str, rng: random.Random) -> str:
+    """A benign variant of ``title``: the same words, shown the way another catalogue might write them."""
+    if rng.random() < 0.5:
+        title = _drop_year(title)
+    roll = rng.random()
+    words = title.split(" ")
+    if roll < 0.12:
+        title = transliterate(title, rng.choice(SCRIPTS))
+    elif roll < 0.20 and len(words) > 1:
+        i = rng.randrange(len(words))
+        words[i] = transliterate(words[i], rng.choice(SCRIPTS))
+        title = " ".join(words)
+    elif roll < 0.30:
+        title = " ".join(_accent(w, rng) if rng.random() < 0.4 else w for w in words)
+    elif roll < 0.36:
+        title = title.lower() if rng.random() < 0.6 else title.upper()
+    return title.strip() or title

@@ -1,0 +1,105 @@
+"""The catalogue scanner users call: load a saved scanner, score, flag, explain, purify.
+
+A saved scanner is a folder with ``scanner.json`` (kind, threshold, target
+FPR, training command and data hash) and its weights in safetensors.  Two
+kinds exist: ``student`` (the fast default, ``defenses/text/student.py``) and
+``llm`` (P-Scanner's LoRA-tuned SmolLM2, ``llm_scanner.py``).  ``"default"``
+names the student shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from recbackdoor.errors import UserError
+
+DEFAULT = "default"
+MAX_SPAN_WORDS = 6
+
+
+class TitleScorer(Protocol):
+    def score(self, titles: Sequence[str]) -> np.ndarray: ...
+
+
+def default_dir() -> Path:
+    return Path(str(resources.files("recbackdoor.defenses.text") / "default_scanner"))
+
+
+class PoisonScanner:
+    """A scorer with its calibrated threshold; every method takes plain title strings."""
+
+    def __init__(self, scorer: TitleScorer, threshold: float, meta: dict | None = None) -> None:
+        self.scorer = scorer
+        self.threshold = float(threshold)
+        self.meta = meta or {}
+
+    @classmethod
+    def load(cls, where: str | Path) -> PoisonScanner:
+        folder = default_dir() if str(where) == DEFAULT else Path(where)
+        meta_path = folder / "scanner.json"
+        if not meta_path.is_file():
+            raise UserError(f"{folder}: not a saved scanner (no scanner.json); train one with "
+                            "'recbackdoor train-scanner --out DIR' or use --model default")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
+        kind = meta.get("kind")
+        if kind == "student":
+            from recbackdoor.defenses.text.student import StudentScorer
+
+            scorer: TitleScorer = StudentScorer.load(folder)
+        elif kind == "llm":
+            from recbackdoor.defenses.text.llm_scanner import load_llm_scanner
+
+            adapter = meta.get("adapter", "adapter")  # null: the untuned LM ("w/o FT")
+            scorer = load_llm_scanner(folder / adapter if adapter else None)
+        else:
+            raise UserError(f"{meta_path}: field 'kind' is {kind!r}; expected 'student' or 'llm'")
+        if "threshold" not in meta:
+            raise UserError(f"{meta_path}: field 'threshold' is missing")
+        return cls(scorer, meta["threshold"], meta)
+
+    def score(self, titles: Sequence[str]) -> np.ndarray:
+        """Poison score in [0, 1] per title (higher: more likely to carry an inserted trigger)."""
+        if not titles:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.scorer.score(list(titles)), dtype=np.float32)
+
+    def flag(self, titles: Sequence[str]) -> np.ndarray:
+        return self.score(titles) > self.threshold
+
+    def suspect(self, title: str) -> str:
+        """The span whose removal lowers the score most: the inserted character, word or phrase.
+
+        Candidates are every run of up to six whole words, and every single
+        non-ASCII or invisible character (a glued-on trigger is not a word).
+        """
+        words = title.split(" ")
+        candidates: list[tuple[str, str]] = []  # (title without the span, span)
+        for length in range(1, min(MAX_SPAN_WORDS, len(words)) + 1):
+            for start in range(len(words) - length + 1):
+                rest = words[:start] + words[start + length:]
+                candidates.append((" ".join(rest), " ".join(words[start:start + length])))
+        for i, char in enumerate(title):
+            if ord(char) > 0x7F and len(title) > 1:
+                candidates.append((title[:i] + title[i + 1:], char))
+        candidates = [(rest, span) for rest, span in candidates if rest.strip()]
+        if not candidates:
+            return title
+        scores = self.score([rest for rest, _ in candidates])
+        # prefer the shortest span among those within 0.05 of the largest drop
+        best = float(scores.min())
+        near = [i for i, s in enumerate(scores) if s <= best + 0.05]
+        return min((candidates[i][1] for i in near), key=len)
+
+    def purify(self, pool: Sequence[str]) -> list[str]:
+        """Eq. 9: the candidate pool without the flagged titles, in order; no recommender is called."""
+        flags = self.flag(pool)
+        return [title for title, flagged in zip(pool, flags, strict=True) if not flagged]

@@ -1,0 +1,99 @@
+"""``recbackdoor train-scanner``: P-Scanner (the LLM scanner), then the fast student distilled from it.
+
+The P-Scanner run lives in its own folder (``--pscanner``, default
+``OUT/pscanner``) and resumes round by round; the student is written to a
+temporary folder beside ``OUT`` and renamed into place when it is complete,
+so ``OUT`` is either a whole scanner or absent.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recbackdoor.defenses.text.pscanner import PScannerConfig, read_pool, train_pscanner
+from recbackdoor.defenses.text.student_training import StudentConfig, train_student
+from recbackdoor.errors import UserError
+
+
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    examples: int = 0  # synthetic titles P-Scanner scores for the student to match; 0: hard labels only
+    seed: int = 5
+
+
+class ScannerTrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pscanner: PScannerConfig = PScannerConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+
+
+def load_train_config(path: Path | None) -> ScannerTrainConfig:
+    if path is None:
+        return ScannerTrainConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return ScannerTrainConfig(**data)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+
+
+def teacher_scores(pscanner_dir: Path, pool, config: ScannerTrainConfig) -> tuple[list[str], np.ndarray]:
+    """P-Scanner's scores on fresh synthetic titles (initial and agent triggers, benign): the distillation set."""
+    from recbackdoor.data.benign_titles import netflix_split
+    from recbackdoor.defenses.text.llm_scanner import load_llm_scanner
+    from recbackdoor.defenses.text.scanner_data import ExampleStream
+    from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
+
+    cache = pscanner_dir / f"teacher_{config.distill.examples}_{config.distill.seed}.npz"
+    if cache.exists():
+        saved = np.load(cache, allow_pickle=False)
+        return [str(t) for t in saved["titles"]], saved["scores"]
+    scanner = load_llm_scanner(pscanner_dir / "adapter")
+    sampler = InitialTriggerSampler(lm_token_pool(scanner.tokenizer))
+    stream = ExampleStream(netflix_split(config.pscanner.seed).train, sampler, seed=config.distill.seed,
+                           agent_pool=pool)
+    titles = [e.title for e in stream.batch(config.distill.examples, config.student.agent_share)]
+    scores = scanner.score(titles, progress=True)
+    np.savez(cache, titles=np.array(titles), scores=scores)
+    return titles, scores
+
+
+def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Path | None) -> int:
+    config = load_train_config(config_path)
+    if out.exists():
+        raise UserError(f"{out}: already exists; give a new --out folder")
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: output folder does not exist")
+    pscanner_dir = pscanner_dir or out.with_name(out.name + ".pscanner")
+    if not (pscanner_dir / "scanner.json").exists():
+        train_pscanner(config.pscanner, pscanner_dir)
+    pool = [t for path in sorted(pscanner_dir.glob("round_*/agent_pool.jsonl")) for t in read_pool(path)]
+    teacher = teacher_scores(pscanner_dir, pool, config) if config.distill.examples > 0 else None
+    random.seed(config.student.seed)
+    command = "recbackdoor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("recbackdoor") else ""
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        record = train_student(config.student, tmp, agent_pool=pool, teacher=teacher,
+                               command=command or f"recbackdoor train-scanner --config {config_path} --out {out}")
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out} (student, threshold {record['threshold']:.4f} at FPR {record['target_fpr']}; "
+          f"P-Scanner in {pscanner_dir})", file=sys.stderr)
+    return 0
