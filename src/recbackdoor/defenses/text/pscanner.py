@@ -125,8 +125,12 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
         rng = random.Random(f"{config.seed}:pool:{round_no}")
         stream.rng = random.Random(f"{config.seed}:stream:{round_no}")  # a resumed round draws the same examples
         if agent is not None:
-            initials = [sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(config.agent_pool)]
-            pool = agent.rewrite(initials, seed=config.seed * 1000 + round_no)
+            saved = round_dir / "agent_pool.jsonl"
+            if saved.exists():  # written before an interrupted round's training: the same agent wrote it
+                pool = read_pool(saved)
+            else:
+                initials = [sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(config.agent_pool)]
+                pool = agent.rewrite(initials, seed=config.seed * 1000 + round_no)
             stream.set_agent_pool(pool)
         info: dict = {"round": round_no, "agent_pool": len(pool)}
         round_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +189,7 @@ def _adversarial_step(agent, optimizer, scanner, pool, titles, sampler, config, 
     poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in subset]
     missed = (scanner.score(poisoned) < 0.5).tolist()
     losses = agent.update(subset, missed, optimizer, seed=config.seed + round_no)
-    fresh = agent.rewrite([sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(96)],
+    fresh = agent.rewrite([sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(64)],
                           seed=config.seed * 7919 + round_no)
     fresh_poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in fresh]
     return {

@@ -94,7 +94,12 @@ class PoisonScanner:
         if not candidates:
             return title
         scores = self.score([rest for rest, _ in candidates])
-        # prefer the shortest span among those within 0.05 of the largest drop
+        # the fewest words whose removal clears the title; failing that, the span with the largest drop,
+        # preferring the shortest among those within 0.05 of it
+        clearing = [i for i, s in enumerate(scores) if s <= self.threshold]
+        if clearing:
+            chosen = min(clearing, key=lambda i: (len(candidates[i][1].split(" ")), len(candidates[i][1]), i))
+            return candidates[chosen][1]
         best = float(scores.min())
         near = [i for i, s in enumerate(scores) if s <= best + 0.05]
         return min((candidates[i][1] for i in near), key=len)
