@@ -5,8 +5,9 @@ guards are artist names, game names, titles in Cyrillic, Japanese or with
 accents.  A scanner that saw only Netflix would learn "non-ASCII or no year =
 poisoned" and flag 'Sigur Rós' and '宇多田ヒカル'.  So benign titles are also
 shown transliterated whole or word by word into other scripts (ICU
-transliterators), with accents, without the year and in other cases — all
-changes that *replace* what is there, while a trigger *adds* something.  No
+transliterators), with accents, without the year, in other cases and house
+styles ('3DMark', 'EU version') — all changes that *replace* or restyle
+what is there, while a trigger *adds* something.  No
 test catalogue (MovieLens, LastFM, Steam) is read here.
 """
 
@@ -70,10 +71,29 @@ def _accent(word: str, rng: random.Random) -> str:
     return "".join(chars)
 
 
+def _restyle(words: list[str], rng: random.Random) -> list[str]:
+    """Catalogue house styles: lower-case or upper-case words, two words run together, ':' written as ' -'."""
+    out = list(words)
+    roll = rng.random()
+    if roll < 0.35:
+        out = [w.lower() if rng.random() < 0.4 else w for w in out]
+    elif roll < 0.55 and out:
+        i = rng.randrange(len(out))
+        out[i] = out[i].upper()
+    elif roll < 0.75 and len(out) > 2:
+        i = rng.randrange(len(out) - 1)
+        out[i:i + 2] = [out[i] + out[i + 1][:1].upper() + out[i + 1][1:]]
+    else:
+        out = [w[:-1] + " -" if w.endswith(":") and len(w) > 1 else w for w in out]
+    return out
+
+
 def augment_benign(title: str, rng: random.Random) -> str:
     """A benign variant of ``title``: the same words, shown the way another catalogue might write them."""
     if rng.random() < 0.5:
         title = _drop_year(title)
+    if rng.random() < 0.15:
+        title = " ".join(_restyle(title.split(" "), rng))
     roll = rng.random()
     words = title.split(" ")
     if roll < 0.12:

@@ -107,13 +107,13 @@ def summary_table(cells: list[dict]) -> str:
 
 
 def run_evaluation(model: str, variant: str, out: Path, sample: int | None, families: bool,
-                   family_sample: int | None, seed: int) -> Path:
+                   family_sample: int | None, seed: int, examples: int = 3) -> Path:
     started = time.time()
     scanner = PoisonScanner.load(model)
     cells = evaluate_scanner(scanner, variant, sample=sample, families=families, family_sample=family_sample,
-                             seed=seed)
+                             seed=seed, examples=examples)
     config = {"model": str(model), "variant": variant, "sample": sample, "families": families,
-              "family_sample": family_sample, "seed": seed, "threshold": scanner.threshold,
+              "family_sample": family_sample, "seed": seed, "examples": examples, "threshold": scanner.threshold,
               "scanner": {k: v for k, v in scanner.meta.items() if k not in ("rounds",)}}
     path = write_results(cells, out, config, time.time() - started)
     (out / "tables.md").write_text(summary_table(cells) + "\n", encoding="utf-8")

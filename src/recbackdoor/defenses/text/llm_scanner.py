@@ -29,6 +29,7 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    top_layers: int | None = None  # LoRA only on the top K decoder layers: backward stops there (CPU cost)
 
 
 class LLMScanner:
@@ -119,8 +120,12 @@ class LLMScanner:
 def add_lora(model, settings: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
+    layers = None
+    if settings.top_layers is not None:
+        total = model.config.num_hidden_layers
+        layers = list(range(max(0, total - settings.top_layers), total))
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.targets), task_type="CAUSAL_LM")
+                        target_modules=list(settings.targets), task_type="CAUSAL_LM", layers_to_transform=layers)
     return get_peft_model(model, config)
 
 

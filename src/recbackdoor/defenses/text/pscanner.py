@@ -51,6 +51,7 @@ class PScannerConfig(BaseModel):
     calibration_titles: int = 1000
     target_fpr: float = 0.01
     lora_rank: int = 8
+    lora_top_layers: int | None = 10
 
 
 def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float) -> float:
@@ -94,7 +95,7 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
     split = netflix_split(config.seed)
     scanner_backbone = load_backbone(SMOLLM2)
     tokenizer = scanner_backbone.tokenizer
-    lora = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank)
+    lora = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank, top_layers=config.lora_top_layers)
     scanner_model = add_lora(scanner_backbone.model, lora)
     scanner = LLMScanner(scanner_model, tokenizer)
     optimizer = torch.optim.AdamW([p for p in scanner_model.parameters() if p.requires_grad], lr=config.lr)
@@ -189,7 +190,7 @@ def _adversarial_step(agent, optimizer, scanner, pool, titles, sampler, config, 
     poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in subset]
     missed = (scanner.score(poisoned) < 0.5).tolist()
     losses = agent.update(subset, missed, optimizer, seed=config.seed + round_no)
-    fresh = agent.rewrite([sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(64)],
+    fresh = agent.rewrite([sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(48)],
                           seed=config.seed * 7919 + round_no)
     fresh_poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in fresh]
     return {
