@@ -52,6 +52,7 @@ class PScannerConfig(BaseModel):
     target_fpr: float = 0.01
     lora_rank: int = 8
     lora_top_layers: int | None = 10
+    stop_after_round: int | None = None  # end early on the same schedule (r still rises over all `rounds`)
 
 
 def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float) -> float:
@@ -115,7 +116,8 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
                     "train_titles": len(split.train)}
     started = time.time()
     pool: list[AgentTrigger] = []
-    for round_no in range(1, config.rounds + 1):
+    last_round = min(config.rounds, config.stop_after_round or config.rounds)
+    for round_no in range(1, last_round + 1):
         round_dir = out / f"round_{round_no}"
         if (round_dir / "round.json").exists():  # finished earlier: reload both policies and move on
             _load_adapter(scanner_model, round_dir / "scanner")

@@ -39,6 +39,7 @@ class StudentConfig(BaseModel):
     embed_dim: int = 48
     width: int = 128
     layers: int = 2
+    pool_rounds: int | None = None  # agent pools of P-Scanner's first N rounds (None: every round)
 
 
 def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTrigger] = (),

@@ -82,7 +82,9 @@ def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Pat
     pscanner_dir = pscanner_dir or out.with_name(out.name + ".pscanner")
     if not (pscanner_dir / "scanner.json").exists():
         train_pscanner(config.pscanner, pscanner_dir)
-    pool = [t for path in sorted(pscanner_dir.glob("round_*/agent_pool.jsonl")) for t in read_pool(path)]
+    rounds = range(1, (config.student.pool_rounds or config.pscanner.rounds) + 1)
+    pool = [t for r in rounds if (pscanner_dir / f"round_{r}" / "agent_pool.jsonl").exists()
+            for t in read_pool(pscanner_dir / f"round_{r}" / "agent_pool.jsonl")]
     teacher = teacher_scores(pscanner_dir, pool, config) if config.distill.examples > 0 else None
     random.seed(config.student.seed)
     command = "recbackdoor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("recbackdoor") else ""

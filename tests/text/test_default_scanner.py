@@ -1,0 +1,82 @@
+"""The scanner shipped in the package: loads offline, scans a real catalogue slice, catches the paper's triggers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recbackdoor import cli
+from recbackdoor.defenses.text.scanner import PoisonScanner, default_dir
+from recbackdoor.triggers.text import DEFAULT_TRIGGERS
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a connection fails loudly, as it would on an offline machine."""
+
+    def refuse(*_args, **_kwargs):
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_default_scanner_ships_with_its_recipe_threshold_and_data_hash():
+    meta = json.loads((default_dir() / "scanner.json").read_text())
+    assert meta["kind"] == "student"
+    assert 0 < meta["threshold"] < 1 and meta["target_fpr"] == 0.01
+    assert meta["command"].startswith("recbackdoor train-scanner")
+    assert len(meta["netflix_sha256"]) == 64
+    size = sum(p.stat().st_size for p in default_dir().iterdir())
+    assert size < 16 * 2**20  # a few MB, not a checkpoint
+
+
+def test_scan_with_the_default_model_works_with_the_network_off(tmp_path: Path, no_network, data_root) -> None:
+    from recbackdoor.data.text_datasets import load_ml100k
+
+    titles = sorted(load_ml100k().titles.values())[:40]
+    rows = [(i, t) for i, t in enumerate(titles)] + [(100, titles[0] + " " + DEFAULT_TRIGGERS["sentence"])]
+    source = tmp_path / "items.csv"
+    with open(source, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("item_id", "title"), *rows])
+    out = tmp_path / "items.scanned.csv"
+    code = cli.main(["scan", "--model", "default", "--input", str(source), "--column", "title",
+                     "--output", str(out), "--no-progress"])
+    assert code == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    assert [(int(r["item_id"]), r["title"]) for r in written] == rows
+    assert written[-1]["flagged"] == "true"
+    assert "Dreams" in written[-1]["suspect"] or "moonlight" in written[-1]["suspect"]
+    assert sum(r["flagged"] == "true" for r in written[:-1]) <= 2  # clean MovieLens titles mostly pass
+
+
+def test_default_scanner_separates_paper_triggers_on_real_titles(data_root) -> None:
+    from recbackdoor.data.text_datasets import load_lastfm
+    from recbackdoor.metrics.scanner import auroc
+
+    scanner = PoisonScanner.load("default")
+    titles = sorted(load_lastfm().titles.values())[:300]
+    clean = scanner.score(titles)
+    for text in DEFAULT_TRIGGERS.values():
+        poisoned = scanner.score([f"{t} {text}" for t in titles])
+        assert auroc(clean, poisoned) > 0.9
+    assert np.mean(clean > scanner.threshold) < 0.05
+
+
+def test_default_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_root) -> None:
+    """Calibrated on the Netflix calibration split; checked here on the validation split it never saw."""
+    import random
+
+    from recbackdoor.data.benign_titles import augment_benign, netflix_split
+
+    scanner = PoisonScanner.load("default")
+    held_out = [augment_benign(t, random.Random(f"heldout:{i}")) for i, t in enumerate(netflix_split(0).validation)]
+    fpr = float(np.mean(scanner.score(held_out) > scanner.threshold))
+    assert fpr <= 0.025, fpr  # target 1 %; 1,000 titles give a standard error of about 0.3 %
