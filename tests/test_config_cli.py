@@ -84,7 +84,8 @@ def test_results_cell_schema():
         Cell("d", "v", "x", None, None, {"asr": float("nan")}).to_json()
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.toml")),
+@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.toml")
+                                         if p.parent.name != "scanner"),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_config_validates(path):
     import recbackdoor.experiments.badembnets_experiment  # noqa: F401  (registers its experiment)
@@ -94,12 +95,30 @@ def test_every_shipped_config_validates(path):
     assert cfg.name
 
 
-def test_model_cache_key_leaves_item_prior_out_unless_on(tmp_path):
-    """Cached adapters trained before ``model.item_prior`` existed must keep their keys."""
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "scanner").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_scanner_config_validates(path):
+    from recbackdoor.defenses.text.train_command import load_train_config
+
+    config = load_train_config(path)
+    assert config.pscanner.rounds >= 1 and config.student.steps >= 1
+
+
+def test_scanner_config_typo_is_one_clear_error(tmp_path):
+    from recbackdoor.defenses.text.train_command import load_train_config
+    from recbackdoor.errors import UserError
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[pscanner]\nround = 3\n")
+    with pytest.raises(UserError, match="pscanner.round"):
+        load_train_config(path)
+
+
+def test_model_cache_key_leaves_run_time_settings_out(tmp_path):
+    """Threads and device do not change the trained model, so a cached adapter serves any of their values."""
     from recbackdoor.experiments.badrec_engine import _model_key
 
-    path = _write(tmp_path, 'experiment = "badrec"\n[model]\nthreads = 2\n')
-    off = _model_key(load_config(path, [], config_model).model)
-    on = _model_key(load_config(path, ["model.item_prior=true"], config_model).model)
-    assert "item_prior" not in off and "threads" not in off
-    assert on == {**off, "item_prior": True}
+    path = _write(tmp_path, 'experiment = "badrec"\n[model]\nthreads = 2\nautocast = false\n')  # not per machine
+    one = _model_key(load_config(path, [], config_model).model)
+    other = _model_key(load_config(path, ["model.threads=8", "model.device=cpu"], config_model).model)
+    assert one == other and "threads" not in one and "device" not in one

@@ -16,6 +16,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -53,6 +54,10 @@ class PScannerConfig(BaseModel):
     lora_rank: int = 8
     lora_top_layers: int | None = 10
     stop_after_round: int | None = None  # end early on the same schedule (r still rises over all `rounds`)
+    # which scanner decision counts a trigger as missed in eq. 8: "answer" = the LM's own Yes/No (P(Yes) < 0.5,
+    # the paper); "calibrated" = below the score that flags 5 % of benign validation titles (a scanner that says
+    # Yes to nearly everything early in training misses nothing at 0.5, and eq. 8 then only pushes down)
+    adversarial_decision: Literal["answer", "calibrated"] = "answer"
 
 
 def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float) -> float:
@@ -162,9 +167,10 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
         info["val_auroc_initial"] = _auroc(scores["benign"], scores["initial"])
         if "agent" in scores:
             info["val_auroc_agent"] = _auroc(scores["benign"], scores["agent"])
-        if agent is not None:
+        if agent is not None and round_no < config.rounds and round_no < last_round:  # eq. 8 feeds the next round
+            decision = 0.5 if config.adversarial_decision == "answer" else float(np.quantile(scores["benign"], 0.95))
             info.update(_adversarial_step(agent, agent_optimizer, scanner, pool, split.validation, sampler, config,
-                                          round_no, round_dir))
+                                          round_no, decision))
         info["seconds"] = time.time() - started
         _save_adapter(scanner_model, round_dir / "scanner")
         if agent is not None:
@@ -185,19 +191,21 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
     return record
 
 
-def _adversarial_step(agent, optimizer, scanner, pool, titles, sampler, config, round_no, round_dir) -> dict:
+def _adversarial_step(agent, optimizer, scanner, pool, titles, sampler, config, round_no, decision: float) -> dict:
     """Eq. 8: score the round's agent triggers, update the agent, and measure how often its next ones evade."""
     rng = random.Random(f"{config.seed}:adv:{round_no}")
     subset = pool[:config.agent_update]
     poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in subset]
-    missed = (scanner.score(poisoned) < 0.5).tolist()
+    subset_scores = scanner.score(poisoned)
+    missed = (subset_scores < decision).tolist()
     losses = agent.update(subset, missed, optimizer, seed=config.seed + round_no)
     fresh = agent.rewrite([sampler.sample(rng, level=rng.randint(1, 2)) for _ in range(48)],
                           seed=config.seed * 7919 + round_no)
     fresh_poisoned = [poison_title(augment_benign(rng.choice(titles), rng), t.text, rng) for t in fresh]
     return {
         "agent_miss_rate_before_update": float(np.mean(missed)),
-        "agent_miss_rate_after_update": float(np.mean(scanner.score(fresh_poisoned) < 0.5)) if fresh else None,
+        "agent_miss_rate_after_update": float(np.mean(scanner.score(fresh_poisoned) < decision)) if fresh else None,
+        "decision_threshold": decision,
         "agent_loss_first": losses[0] if losses else None,
         "agent_loss_last": losses[-1] if losses else None,
         "agent_fresh_examples": [t.text for t in fresh[:8]],
