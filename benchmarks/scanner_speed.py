@@ -47,12 +47,18 @@ def timed(fn, titles) -> dict:
 
 def scan_million(titles: list[str], folder: Path, rows: int) -> dict:
     """``recbackdoor scan --model default`` on a CSV of ``rows`` real titles, under /usr/bin/time -v."""
+    from recbackdoor.triggers.text import DEFAULT_TRIGGERS, insert_trigger
+
     source = folder / "million.csv"
     with open(source, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["item_id", "title"])
-        for i in range(rows):
-            writer.writerow([i, titles[i % len(titles)]])
+        rng = random.Random(7)
+        for i in range(rows):  # a catalogue: the real titles over and over, 1 in 100 rows carrying a paper trigger
+            title = titles[i % len(titles)]
+            if i % 100 == 99:
+                title = insert_trigger(title, DEFAULT_TRIGGERS[rng.choice(sorted(DEFAULT_TRIGGERS))], "random", rng)
+            writer.writerow([i, title])
     out = folder / "million.scanned.csv"
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "recbackdoor.cli", "scan", "--model", "default",
                "--input", str(source), "--column", "title", "--output", str(out), "--no-progress"]
@@ -68,12 +74,14 @@ def scan_million(titles: list[str], folder: Path, rows: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pscanner", type=Path, required=True, help="a trained P-Scanner folder (kind llm)")
+    parser.add_argument("--pscanner", type=Path, default=None, help="a trained P-Scanner folder (kind llm)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--llm-titles", type=int, default=500)
     parser.add_argument("--onion-titles", type=int, default=200)
     parser.add_argument("--million", type=int, default=1_000_000, help="rows of the memory test (0: skip)")
+    parser.add_argument("--parts", default="default,llm,onion,million",
+                        help="comma list of what to time (default,llm,onion,million)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,20 +89,23 @@ def main() -> None:
     from recbackdoor.defenses.text.onion import load_onion
     from recbackdoor.defenses.text.scanner import PoisonScanner
 
+    parts = set(args.parts.split(","))
     titles = ten_thousand_titles()
     subset = random.Random(1).sample(titles, max(args.llm_titles, args.onion_titles))
     default = PoisonScanner.load("default")
     default.score(titles[:256])  # warm-up (first-call allocations, ICU tables)
     results = {"default": timed(default.score, titles)}
-    llm = PoisonScanner.load(args.pscanner)
-    results["p-scanner-llm"] = timed(llm.score, subset[:args.llm_titles])
-    onion = load_onion()
-    results["onion"] = timed(onion.score, subset[:args.onion_titles])
-    results["default_vs_onion"] = results["default"]["titles_per_s"] / results["onion"]["titles_per_s"]
-    results["default_vs_llm"] = results["default"]["titles_per_s"] / results["p-scanner-llm"]["titles_per_s"]
-    if args.million:
+    if "llm" in parts:
+        llm = PoisonScanner.load(args.pscanner)
+        results["p-scanner-llm"] = timed(llm.score, subset[:args.llm_titles])
+        results["default_vs_llm"] = results["default"]["titles_per_s"] / results["p-scanner-llm"]["titles_per_s"]
+    if "onion" in parts:
+        onion = load_onion()
+        results["onion"] = timed(onion.score, subset[:args.onion_titles])
+        results["default_vs_onion"] = results["default"]["titles_per_s"] / results["onion"]["titles_per_s"]
+    if args.million and "million" in parts:
         with tempfile.TemporaryDirectory() as tmp:
-            results["scan_million_csv"] = scan_million(titles, Path(tmp), args.million)
+            results["scan_million_csv"] = scan_million(titles[:6799], Path(tmp), args.million)
     payload = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "threads": args.threads, "cpu_native_bf16": None},
                "command": " ".join(["python", *sys.argv]), "results": results}

@@ -53,7 +53,9 @@ def judge(scanner: PoisonScanner, titles: Sequence[str], where: str = "") -> Ver
         raise UserError(f"{where}: the scanner returned score {scores[offset]} for batch row {offset + 1}, "
                         "outside [0, 1]; the model is broken")
     flagged = scores > scanner.threshold
-    suspects = [scanner.suspect(title) if flag else "" for title, flag in zip(titles, flagged, strict=True)]
+    flagged_titles = [title for title, flag in zip(titles, flagged, strict=True) if flag]
+    spans = iter(scanner.suspects(flagged_titles)) if flagged_titles else iter(())
+    suspects = [next(spans) if flag else "" for flag in flagged]  # one scoring call for the whole batch's spans
     return Verdicts(scores, flagged, suspects)
 
 

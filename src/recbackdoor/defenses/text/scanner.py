@@ -76,26 +76,30 @@ class PoisonScanner:
         return self.score(titles) > self.threshold
 
     def suspect(self, title: str) -> str:
-        """The span whose removal lowers the score most: the inserted character, word or phrase.
+        """The span whose removal lowers the score most: the inserted character, word or phrase."""
+        return self.suspects([title])[0]
+
+    def suspects(self, titles: Sequence[str]) -> list[str]:
+        """``suspect`` for many titles, with every removal candidate of every title scored in one call.
 
         Candidates are every run of up to six whole words, and every single
         non-ASCII or invisible character (a glued-on trigger is not a word).
+        The span is the fewest words (then characters) whose removal clears
+        the title; failing that, the shortest span within 0.05 of the largest drop.
         """
-        words = title.split(" ")
-        candidates: list[tuple[str, str]] = []  # (title without the span, span)
-        for length in range(1, min(MAX_SPAN_WORDS, len(words)) + 1):
-            for start in range(len(words) - length + 1):
-                rest = words[:start] + words[start + length:]
-                candidates.append((" ".join(rest), " ".join(words[start:start + length])))
-        for i, char in enumerate(title):
-            if ord(char) > 0x7F and len(title) > 1:
-                candidates.append((title[:i] + title[i + 1:], char))
-        candidates = [(rest, span) for rest, span in candidates if rest.strip()]
+        per_title = [_removal_candidates(t) for t in titles]
+        flat = [rest for candidates in per_title for rest, _ in candidates]
+        scores = self.score(flat) if flat else np.zeros(0, dtype=np.float32)
+        out, start = [], 0
+        for title, candidates in zip(titles, per_title, strict=True):
+            chunk = scores[start:start + len(candidates)]
+            start += len(candidates)
+            out.append(self._pick_span(title, candidates, chunk))
+        return out
+
+    def _pick_span(self, title: str, candidates: list[tuple[str, str]], scores: np.ndarray) -> str:
         if not candidates:
             return title
-        scores = self.score([rest for rest, _ in candidates])
-        # the fewest words whose removal clears the title; failing that, the span with the largest drop,
-        # preferring the shortest among those within 0.05 of it
         clearing = [i for i, s in enumerate(scores) if s <= self.threshold]
         if clearing:
             chosen = min(clearing, key=lambda i: (len(candidates[i][1].split(" ")), len(candidates[i][1]), i))
@@ -108,3 +112,17 @@ class PoisonScanner:
         """Eq. 9: the candidate pool without the flagged titles, in order; no recommender is called."""
         flags = self.flag(pool)
         return [title for title, flagged in zip(pool, flags, strict=True) if not flagged]
+
+
+def _removal_candidates(title: str) -> list[tuple[str, str]]:
+    """(title without the span, span) for every word run up to MAX_SPAN_WORDS and every non-ASCII character."""
+    words = title.split(" ")
+    candidates: list[tuple[str, str]] = []
+    for length in range(1, min(MAX_SPAN_WORDS, len(words)) + 1):
+        for start in range(len(words) - length + 1):
+            rest = words[:start] + words[start + length:]
+            candidates.append((" ".join(rest), " ".join(words[start:start + length])))
+    for i, char in enumerate(title):
+        if ord(char) > 0x7F and len(title) > 1:
+            candidates.append((title[:i] + title[i + 1:], char))
+    return [(rest, span) for rest, span in candidates if rest.strip()]

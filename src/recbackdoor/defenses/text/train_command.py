@@ -73,8 +73,13 @@ def teacher_scores(pscanner_dir: Path, pool, config: ScannerTrainConfig) -> tupl
     return titles, scores
 
 
-def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Path | None) -> int:
+def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Path | None,
+                          llm_only: bool = False) -> int:
     config = load_train_config(config_path)
+    if llm_only:  # P-Scanner alone into OUT (resumes round by round), e.g. the w/o TA ablation
+        train_pscanner(config.pscanner, out)
+        print(f"wrote {out} (P-Scanner)", file=sys.stderr)
+        return 0
     if out.exists():
         raise UserError(f"{out}: already exists; give a new --out folder")
     if not out.parent.is_dir():
