@@ -400,3 +400,36 @@ def test_scores_outside_0_1_from_a_broken_model_exit_2(tmp_path: Path, monkeypat
     code = _cli(monkeypatch, NanScorer(), "--input", src, "--column", "title", "--output", tmp_path / "out.csv")
     _assert_one_line_error(code, capsys.readouterr().err, "items.csv", ["row 1", "outside [0, 1]"])
     assert sorted(os.listdir(tmp_path)) == ["items.csv"]
+
+
+def test_a_killed_scan_leaves_no_output_and_no_temp_file(tmp_path: Path) -> None:
+    """SIGTERM (what `kill` and job schedulers send) unwinds like Ctrl-C: nothing is left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "big.csv"
+    with open(source, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "title"])
+        writer.writerows([i, f"Title {i}"] for i in range(200_000))
+    out = tmp_path / "big.scanned.csv"
+    script = ("import time, numpy as np, sys\n"
+              "from recbackdoor import cli\n"
+              "from recbackdoor.defenses.text.scanner import PoisonScanner\n"
+              "class Slow:\n"
+              "    def score(self, titles):\n"
+              "        time.sleep(0.05)\n"
+              "        return np.full(len(titles), 0.1, dtype=np.float32)\n"
+              "PoisonScanner.load = classmethod(lambda cls, where: PoisonScanner(Slow(), 0.5))\n"
+              f"sys.exit(cli.main(['scan', '--model', 'x', '--input', {str(source)!r}, '--column', 'title', "
+              f"'--output', {str(out)!r}, '--no-progress', '--batch-size', '64']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
