@@ -2,6 +2,16 @@
 # Create .venv and install recbackdoor with its pinned dependencies (CPU torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium and its driver for the browser test of the HTML report (tests/test_report_html.py), from
+# Debian's packages; only where apt-get exists and they are missing. Without them that test is skipped.
+if command -v apt-get >/dev/null 2>&1 && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+      || echo "setup: chromium could not be installed; the report's browser test will be skipped" >&2
+  else
+    echo "setup: not root; 'apt-get install chromium chromium-driver' enables the report's browser test" >&2
+  fi
+fi
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,24 +13,31 @@ from recbackdoor.errors import UserError
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recbackdoor", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub)
 
-    run = sub.add_parser("run", help="run one experiment config end to end")
-    run.add_argument("config", type=Path)
-    run.add_argument("--out", type=Path, default=None, help="output folder (default runs/<config name>)")
-    run.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE",
-                     help="run only matching cells, e.g. dataset=lastfm trigger=char position=end")
-    run.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                     help="override config keys, e.g. tallrec.epochs=3")
-    run.add_argument("--no-cache", action="store_true", help="recompute every stage")
-
-    audit = sub.add_parser("audit-extractor", help="audit a third-party image feature extractor")
-    audit.add_argument("--weights", type=Path, required=True)
-    audit.add_argument("--arch", required=True)
-    audit.add_argument("--images", type=Path, default=None)
-    audit.add_argument("--out", type=Path, default=None)
+    audit = sub.add_parser(
+        "audit-extractor", help="audit a third-party image feature extractor",
+        description="Search a safetensors image extractor for a backdoor trigger: 60 candidate stamps first, then "
+                    "trigger inversion per class (with the classifier head) and on the features alone; thresholds "
+                    "come from clean reference extractors shipped with the package.",
+        epilog="exit codes: 0 pass, 1 flagged, 2 bad input (one line on stderr)")
+    audit.add_argument("--weights", type=Path, required=True, metavar="FILE", help="the extractor (.safetensors)")
+    audit.add_argument("--arch", required=True, help="alexnet | resnet")
+    audit.add_argument("--images", type=Path, default=None, metavar="DIR",
+                       help="your own clean catalogue images (.png/.jpg, no labels needed; default: Fashion-MNIST "
+                            "test images)")
+    audit.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="write audit.txt, audit.json, trigger.png and audit.html here")
+    audit.add_argument("--no-head", action="store_true",
+                       help="ignore the classifier head (absent or untrusted): embedding-only tests")
+    audit.add_argument("--no-inversion", action="store_true", help="candidate stamps only (fast)")
+    audit.add_argument("--calibration", type=Path, default=None, metavar="FILE",
+                       help="trigger-inversion thresholds (default: the calibration shipped with the package)")
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_scan(sub)
     _add_scanner_training(sub)
+    _add_report(sub)
     return parser
 
 
@@ -48,6 +56,8 @@ def _add_scanner_training(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="new folder for the trained scanner")
     train.add_argument("--pscanner", type=Path, default=None, metavar="DIR",
                        help="where P-Scanner is trained or already lies (default: DIR.pscanner beside --out)")
+    train.add_argument("--llm-only", action="store_true",
+                       help="train only P-Scanner (the LLM scanner) into --out; resumes round by round")
 
     evaluate = sub.add_parser(
         "eval-scanner", help="measure a scanner on MovieLens, LastFM and Steam titles with unseen triggers",
@@ -65,6 +75,9 @@ def _add_scanner_training(sub: argparse._SubParsersAction) -> None:
                           help="titles per dataset for the held-out families (default: as --sample)")
     evaluate.add_argument("--no-families", action="store_true", help="paper triggers only")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--examples", type=int, default=3, metavar="K",
+                          help="flagged and missed titles kept per cell, with their suspect span (each span costs "
+                               "~30 extra scores: keep it small for the LLM)")
 
 
 SCAN_HELP = """\
@@ -121,6 +134,118 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+_KEY_VALUE = re.compile(r"[A-Za-z_][\w.\-]*=")
+
+
+def _spread_values(args: list[str], flags: frozenset[str]) -> list[str]:
+    """Rewrite ``--set a=1 b=2`` as ``--set a=1 --set b=2``, stopping at the first token that is not KEY=VALUE.
+
+    Why: a flag with ``nargs="*"`` is greedy, so ``run --set a=1 CONFIG`` took the config path as a second
+    override. Each flag now takes one value and may be repeated; extra values after one flag are still
+    accepted, but only while they look like KEY=VALUE (a dotted name, then '='), and a token that names
+    an existing file is never taken: the positional config path cannot be swallowed.
+    """
+    out: list[str] = []
+    flag: str | None = None  # the repeatable flag whose values may continue
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if token == "--":  # everything after '--' is positional
+            return out + args[index:]
+        if flag is not None and _KEY_VALUE.match(token) and not os.path.exists(token):
+            out += [flag, token]
+        elif token in flags and index + 1 < len(args):
+            flag = token
+            out += [token, args[index + 1]]  # the flag's own value, whatever it looks like
+            index += 1
+        else:
+            flag = token.split("=", 1)[0] if token.split("=", 1)[0] in flags else None  # --set=a=1 b=2
+            out.append(token)
+        index += 1
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``spread_options`` take one KEY=VALUE each, repeatable, or several after one flag."""
+
+    spread_options: frozenset[str] = frozenset()
+
+    def parse_known_args(self, args: list[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """Spread several values after one flag into repeated flags, then parse as usual."""
+        if args is not None and self.spread_options:
+            args = _spread_values(list(args), self.spread_options)
+        return super().parse_known_args(args, namespace)
+
+
+RUN_EPILOG = """\
+--set and --only take one KEY=VALUE each and may be repeated; several values
+after one flag work too (--only dataset=lastfm trigger=char), and CONFIG may
+stand before or after them.
+
+exit codes:
+  0    success; tables.md is printed and results.json written
+  2    bad config, override, --only filter or data (one line on stderr)
+  130  interrupted (Ctrl-C); finished stages are cached, re-run to resume
+
+examples:
+  recbackdoor run configs/small/rung2_llara_ml100k_top12.toml --only variant=badrec --only trigger=char
+  recbackdoor run --set train.epochs=5 --set "attack.rates=[0.3]" configs/small/rung2_llara_ml100k.toml
+"""
+
+REPORT_HELP = """\
+Render results.json files as one self-contained HTML page: the papers' tables
+with our matching cells beside them, every plot the results support (inline
+PNG: ASR vs poisoning rate, fine-tuning curves, VBPR factor length, t-SNE,
+defense cost, scanner AUROC/TPR), mean ± std for multi-seed cells, and each
+run's command, machine and wall time. No network is needed to build or view it.
+"""
+
+REPORT_EPILOG = """\
+exit codes:
+  0    success; one summary line on stdout
+  2    bad input (a missing path, a folder without results.json, invalid JSON,
+       a cell without metrics): one line on stderr; nothing is written
+  130  interrupted (Ctrl-C); nothing is written at the output path
+
+The page is written to a temporary file and renamed into place.
+
+example:
+  recbackdoor report docs/results --out report.html
+"""
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run one experiment config end to end",
+                         description="Run one experiment config end to end (data, attack, victims, defenses,\n"
+                                     "metrics) and write results.json and tables.md.",
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.spread_options = frozenset({"--set", "--only"})
+    run.add_argument("config", type=Path, metavar="CONFIG", help="experiment config (.toml)")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default runs/<config name>)")
+    run.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                     help="run only matching cells, e.g. dataset=lastfm (repeatable)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. tallrec.epochs=3 (repeatable)")
+    run.add_argument("--no-cache", action="store_true", help="recompute every stage")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="render results.json files as one self-contained HTML page",
+                            description=REPORT_HELP, epilog=REPORT_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                        help="results.json files, or folders searched recursively for results.json")
+    report.add_argument("--out", type=Path, required=True, metavar="FILE.html", help="the page to write")
+    report.add_argument("--title", default="recbackdoor results", help="the page's title")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from recbackdoor.report.html import report_command
+
+    return report_command(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from recbackdoor.experiments.cache import StageCache
     from recbackdoor.experiments.context import parse_only
@@ -154,23 +279,32 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _cmd_train_scanner(args: argparse.Namespace) -> int:
     from recbackdoor.defenses.text.train_command import train_scanner_command
 
-    return train_scanner_command(args.config, args.out, args.pscanner)
+    return train_scanner_command(args.config, args.out, args.pscanner, args.llm_only)
 
 
 def _cmd_eval_scanner(args: argparse.Namespace) -> int:
     from recbackdoor.experiments.scanner_eval import run_evaluation
 
     path = run_evaluation(args.model, args.variant, args.out, args.sample, not args.no_families,
-                          args.family_sample, args.seed)
+                          args.family_sample, args.seed, args.examples)
     print((args.out / "tables.md").read_text())
     print(f"wrote {path}")
     return 0
 
 
+def _terminate_as_interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt  # a `kill` unwinds like Ctrl-C, so temporary output files are removed
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -182,11 +316,13 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train_scanner(args)
         if args.command == "eval-scanner":
             return _cmd_eval_scanner(args)
+        if args.command == "report":
+            return _cmd_report(args)
     except UserError as exc:
         print(f"recbackdoor: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.command == "scan":
+        if args.command in ("scan", "report"):
             print("recbackdoor: interrupted; nothing was written at the output path", file=sys.stderr)
         else:
             print("recbackdoor: interrupted; finished stages are cached, re-run to resume", file=sys.stderr)

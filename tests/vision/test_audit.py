@@ -25,8 +25,8 @@ def tiny_models(fmnist_small):
 def test_audit_passes_clean_and_flags_badnets(tiny_models, fmnist_test_small):
     _, clean, bad = tiny_models
     images = fmnist_test_small.images[:200]
-    clean_report = audit_model(clean, images)
-    bad_report = audit_model(bad, images)
+    clean_report = audit_model(clean, images, invert=False)  # the stamp search alone
+    bad_report = audit_model(bad, images, invert=False)
     assert clean_report.verdict == "PASS", clean_report.reasons
     assert bad_report.verdict == "FLAGGED"
     assert "white square 3px @br" in bad_report.reasons[0] and "class 7" in bad_report.reasons[0]
@@ -39,7 +39,7 @@ def test_cli_flags_a_backdoored_file_with_exit_1(tiny_models, tmp_path, capsys, 
     path = tmp_path / "bad.safetensors"
     save_extractor(bad, spec, path)
     monkeypatch.setattr(audit, "_default_images", lambda n, seed: _test_images(seed))
-    assert main(["audit-extractor", "--weights", str(path), "--arch", "alexnet"]) == 1
+    assert main(["audit-extractor", "--weights", str(path), "--arch", "alexnet", "--no-inversion"]) == 1
     assert "FLAGGED" in capsys.readouterr().out
 
 

@@ -1,22 +1,23 @@
 """``recbackdoor audit-extractor``: vet a third-party image feature extractor before using it.
 
-The file is safe-loaded (safetensors only; nothing is ever unpickled).  Then a
-set of candidate trigger stamps — patterns × sizes × positions × ink colour —
-is put on clean images, and three tests look for a stamp that behaves like a
-backdoor trigger:
+The file is safe-loaded (safetensors only; nothing is ever unpickled).  Two searches for a trigger follow:
 
-* **label flip** — share of stamped images whose prediction moves to one single
-  class (the would-be target); a benign stamp barely changes predictions;
-* **embedding shift** — how far the stamp moves features (cosine distance), as
-  a robust z-score against all candidate stamps, and whether stamped features
-  of different classes *collapse* together (dispersion ratio);
-* **STRIP** and **Activation Clustering** on the most suspicious stamp —
-  STRIP's entropy AUROC (stamped vs clean) and AC's k-means split of the
-  would-be target class (clean members + stamped images sent there).
+1. **Stamp search** (fast first pass): 60 candidate stamps — square / checker /
+   cross × 3 / 5 px × four corners and the centre × white / black — on clean
+   images.  A stamp is flagged when it sends ≥ ``flip_threshold`` of images to one
+   class, or when its embedding shift is an outlier (z ≥ ``z_threshold``) *and* it
+   collapses features of different classes (dispersion ratio ≤ ``collapse_threshold``).
+2. **Trigger inversion** (:mod:`recbackdoor.defenses.vision.inversion`): the
+   attacker picks the trigger, so the audit searches for it — per class with the
+   classifier head (Neural Cleanse), and on the features alone (DECREE; the only
+   search when the head is absent or untrusted).  Mask sizes are judged against
+   clean reference extractors (:mod:`recbackdoor.defenses.vision.calibration`).
 
-Verdict: FLAGGED when a stamp sends ≥ ``flip_threshold`` of images to one class,
-or its embedding shift is an outlier (z ≥ ``z_threshold``) *and* it collapses
-features of different classes (dispersion ratio ≤ ``collapse_threshold``).
+The recovered trigger (the one that decided, else the most suspicious one) is
+then put through the label-flip, STRIP and Activation Clustering tests, and
+its mask and a stamped image are drawn (``--out``: ``trigger.png`` beside
+``audit.txt``, ``audit.json`` and ``audit.html``).  The verdict is FLAGGED when
+any test flags, and the report names the tests that decided.
 Exit status: 0 pass, 1 flagged, 2 bad input.
 """
 
@@ -25,12 +26,24 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import asdict, dataclass
+import sys
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from recbackdoor.defenses.vision.calibration import Calibration
+from recbackdoor.defenses.vision.inversion import (
+    InversionSettings,
+    RecoveredTrigger,
+    apply_trigger,
+    collapse_similarity,
+    invert_classes,
+    invert_embedding,
+)
 from recbackdoor.defenses.vision.strip import strip_entropy
 from recbackdoor.errors import UserError
 from recbackdoor.metrics.vision import detection_auroc, poison_target_ari
@@ -54,17 +67,6 @@ class StampEvidence:
     dispersion_ratio: float
 
 
-@dataclass(frozen=True)
-class AuditReport:
-    verdict: str
-    reasons: tuple[str, ...]
-    top: tuple[StampEvidence, ...]
-    strip_auroc: float
-    ac_ari: float
-    images: int
-    candidates: int
-
-
 def candidate_stamps() -> list[ImageTrigger]:
     return [ImageTrigger(p, s, pos, ink) for p, s, pos, ink in itertools.product(PATTERNS, SIZES, POSITIONS, INKS)]
 
@@ -77,52 +79,259 @@ def _dispersion(z: np.ndarray) -> float:
     return float(np.linalg.norm(z - z.mean(0), axis=1).mean())
 
 
-def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_threshold: float = 0.5,
-                z_threshold: float = 6.0, collapse_threshold: float = 0.6) -> AuditReport:
-    """Run every test on ``images`` (n, C, H, W in [0, 1]) and return the evidence and the verdict."""
-    torch.set_num_threads(1)
-    clean_pred = predict_logits(model, images).argmax(1)
-    clean_emb = embed(model, images)
+@dataclass(frozen=True)
+class TriggerEvidence:
+    """The recovered trigger and what the existing tests say about it."""
+
+    source: str             # "class inversion" | "embedding inversion"
+    target: int | None      # the class it sends images to (needs the head)
+    region: int             # the k-means cluster of clean features where stamped images land
+    region_share: float     # share of stamped images that land there
+    region_class: int | None  # the class most clean members of that region are predicted as (needs the head)
+    size: float             # mask L1 / image area: how much of a clean image it needs
+    pixels: float           # the same in pixels
+    flip_rate: float | None  # share of other-class images sent to ``target``
+    similarity: float       # mean pairwise cosine of stamped features (from the clean mean)
+    strip_auroc: float | None
+    ac_ari: float | None
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    verdict: str
+    reasons: tuple[str, ...]
+    top: tuple[StampEvidence, ...]
+    strip_auroc: float
+    ac_ari: float
+    images: int
+    candidates: int
+    decided_by: tuple[str, ...] = ()
+    statistics: dict[str, float | None] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    fpr: float = 0.0
+    recovered: TriggerEvidence | None = None
+    pictures: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()  # (title, mask, pattern) per inversion
+    example: np.ndarray | None = None  # one clean image, for the picture
+
+
+def has_head(model: torch.nn.Module) -> bool:
+    """False when the classifier head was removed (``model.head = None``): embedding-only audit."""
+    return getattr(model, "head", None) is not None
+
+
+@torch.no_grad()
+def _predict_and_embed(model: torch.nn.Module, images: np.ndarray, batch: int = 512) -> tuple[np.ndarray | None,
+                                                                                                   np.ndarray]:
+    """Predicted classes (None without a head) and L2-normalised features, from one forward pass."""
+    model.eval()
+    preds, embs = [], []
+    for i in range(0, len(images), batch):
+        f = model.features(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+        embs.append(torch.nn.functional.normalize(f, dim=1))
+        if has_head(model):
+            preds.append(model.head(f).argmax(1))
+    return (torch.cat(preds).numpy() if preds else None), torch.cat(embs).numpy()
+
+
+def _stamp_search(model, images, clean_emb, clean_pred, seed):
     base_disp = _dispersion(clean_emb)
     rows = []
     stamps = candidate_stamps()
+    head = clean_pred is not None
     for trig in stamps:
         x = stamp(images, trig, seed=seed)
-        pred = predict_logits(model, x).argmax(1)
-        emb = embed(model, x)
-        moved = pred != clean_pred
-        counts = np.bincount(pred[moved], minlength=int(clean_pred.max()) + 1) if moved.any() else np.zeros(1)
-        cls = int(np.argmax(counts))
-        eligible = clean_pred != cls
-        flip = float(np.mean(pred[eligible] == cls)) if eligible.any() else 0.0
+        pred, emb = _predict_and_embed(model, x)
+        if head:
+            moved = pred != clean_pred
+            counts = np.bincount(pred[moved], minlength=int(clean_pred.max()) + 1) if moved.any() else np.zeros(1)
+            cls = int(np.argmax(counts))
+            eligible = clean_pred != cls
+            flip = float(np.mean(pred[eligible] == cls)) if eligible.any() else 0.0
+        else:
+            cls, flip, eligible = -1, 0.0, np.ones(len(images), bool)
         shift = float(np.mean(1.0 - (clean_emb * emb).sum(1)))
         rows.append((trig, flip, cls, shift, _dispersion(emb[eligible]) / base_disp if eligible.any() else 1.0))
     shifts = np.array([r[3] for r in rows])
     med = np.median(shifts)
     mad = np.median(np.abs(shifts - med)) * 1.4826 + 1e-9
     evidence = [StampEvidence(_name(t), f, c, s, float((s - med) / mad), d) for t, f, c, s, d in rows]
+    return rows, evidence, len(stamps)
+
+
+def _strip_ac(model, images, x_stamped, clean_emb, members_mask, sent_mask, seed):
+    """STRIP AUROC (stamped vs clean; needs the head, else None) and AC's ARI on members ∪ sent."""
+    strip_auc = None
+    if has_head(model):
+        rng = np.random.default_rng(seed)
+        overlays = images[rng.permutation(len(images))]
+        sub = slice(0, min(200, len(images)))
+        h_clean = strip_entropy(model, images[sub], overlays, 8, seed)
+        h_stamp = strip_entropy(model, x_stamped[sub], overlays, 8, seed + 1)
+        strip_auc = detection_auroc(-h_clean, -h_stamp)
+    members = clean_emb[members_mask]
+    sent = embed(model, x_stamped)[sent_mask]
+    ac = poison_target_ari(members, sent, seed) if len(members) >= 5 and len(sent) >= 5 else 0.0
+    return strip_auc, ac
+
+
+def _recovered_evidence(model, images, trig: RecoveredTrigger, source: str, clean_emb, clean_pred, regions,
+                        center, seed) -> TriggerEvidence:
+    x = trig.apply(images)
+    emb = embed(model, x)
+    landed = regions.predict(emb.astype(regions.cluster_centers_.dtype))
+    clean_region = regions.labels_
+    region = int(np.bincount(landed).argmax())
+    region_class = target = flip = None
+    if clean_pred is not None:
+        pred = predict_logits(model, x).argmax(1)
+        in_region = clean_pred[clean_region == region]
+        region_class = int(np.bincount(in_region).argmax()) if len(in_region) else None
+        target = trig.target if trig.target is not None else int(np.bincount(pred).argmax())
+        eligible = clean_pred != target
+        flip = float(np.mean(pred[eligible] == target)) if eligible.any() else 0.0
+        members, sent = clean_pred == target, (pred == target) & eligible
+    else:
+        members, sent = clean_region == region, (landed == region) & (clean_region != region)
+    strip_auc, ac = _strip_ac(model, images, x, clean_emb, members, sent, seed)
+    h, w = trig.mask.shape
+    return TriggerEvidence(source, target, region, float(np.mean(landed == region)), region_class, trig.size,
+                           trig.size * h * w, flip, collapse_similarity(model, x, center), strip_auc, ac)
+
+
+def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_threshold: float = 0.5,
+                z_threshold: float = 6.0, collapse_threshold: float = 0.6, arch: str | None = None,
+                calibration: Calibration | None = None, settings: InversionSettings | None = None,
+                invert: bool = True, invert_images: int = 200, progress: bool = False) -> AuditReport:
+    """Run every test on ``images`` (n, C, H, W in [0, 1]) and return the evidence and the verdict.
+
+    A model whose ``head`` is None is audited on its features alone (no flip rate, no STRIP, no
+    per-class inversion).  ``arch`` picks the clean references of the calibration (default: the shipped
+    file); ``invert=False`` runs the stamp search only.
+    """
+    from sklearn.cluster import KMeans
+
+    torch.set_num_threads(1)
+    head = has_head(model)
+    clean_pred = predict_logits(model, images).argmax(1) if head else None
+    clean_emb = embed(model, images)
+    rows, evidence, n_stamps = _stamp_search(model, images, clean_emb, clean_pred, seed)
     order = np.argsort([-(e.flip_rate + 0.01 * e.shift_z) for e in evidence])
     best_trig, _, best_cls, _, _ = rows[int(order[0])]
     x_best = stamp(images, best_trig, seed=seed)
-    rng = np.random.default_rng(seed)
-    overlays = images[rng.permutation(len(images))]
-    sub = slice(0, min(200, len(images)))
-    h_clean = strip_entropy(model, images[sub], overlays, 8, seed)
-    h_stamp = strip_entropy(model, x_best[sub], overlays, 8, seed + 1)
-    strip_auc = detection_auroc(-h_clean, -h_stamp)
-    members = clean_emb[clean_pred == best_cls]
-    sent = embed(model, x_best)[(predict_logits(model, x_best).argmax(1) == best_cls) & (clean_pred != best_cls)]
-    ac_ari = poison_target_ari(members, sent, seed) if len(members) >= 5 and len(sent) >= 5 else 0.0
-    reasons = []
+    if head:
+        best_pred = predict_logits(model, x_best).argmax(1)
+        strip_auc, ac_ari = _strip_ac(model, images, x_best, clean_emb, clean_pred == best_cls,
+                                      (best_pred == best_cls) & (clean_pred != best_cls), seed)
+    else:
+        strip_auc, ac_ari = float("nan"), 0.0
+    reasons, decided = [], []
     for e in evidence:
         if e.flip_rate >= flip_threshold:
             reasons.append(f"{e.stamp} sends {e.flip_rate:.0%} of images to class {e.flip_class}")
         elif e.shift_z >= z_threshold and e.dispersion_ratio <= collapse_threshold:
             reasons.append(f"{e.stamp} shifts features {e.shift_z:.1f} MADs above other stamps and collapses "
                            f"them (dispersion ×{e.dispersion_ratio:.2f})")
-    verdict = "FLAGGED" if reasons else "PASS"
+    reasons = reasons[:5]
+    if reasons:
+        decided.append("stamp search")
     top = tuple(evidence[i] for i in order[:5])
-    return AuditReport(verdict, tuple(reasons[:5]), top, strip_auc, ac_ari, len(images), len(stamps))
+    common = dict(top=top, strip_auroc=float(strip_auc), ac_ari=float(ac_ari), images=len(images),
+                  candidates=n_stamps)
+    if not invert:
+        return AuditReport("FLAGGED" if reasons else "PASS", tuple(reasons), decided_by=tuple(decided), **common)
+
+    calibration = calibration or Calibration.load()
+    thr = calibration.for_arch(arch)
+    settings = settings or InversionSettings(seed=seed)
+    rng = np.random.default_rng(seed)
+    sub = images[np.sort(rng.permutation(len(images))[:invert_images])]
+    h, w = images.shape[2:]
+    bar = tqdm(total=settings.steps * (2 if head else 1), desc="trigger inversion", unit="step",
+               disable=not progress, file=sys.stderr, leave=False)
+    try:
+        classes = invert_classes(model, sub, settings, bar.update) if head else None
+        emb_trig = invert_embedding(model, sub, settings, bar.update)
+    finally:
+        bar.close()
+    center = torch.from_numpy(embed(model, images, normalize=False).mean(0))
+    stats: dict[str, float | None] = {"class_size": None, "class_anomaly": None, "class_target": None,
+                                      "embedding_size": emb_trig.size, "embedding_similarity": emb_trig.success}
+    pictures = []
+    chosen: tuple[RecoveredTrigger, str] | None = None
+    if classes is not None:
+        sus = classes.triggers[classes.suspect]
+        stats |= {"class_size": sus.size, "class_anomaly": classes.anomaly[classes.suspect],
+                  "class_target": sus.target, "class_success": sus.success}
+        pictures.append((f"class inversion → class {sus.target}", sus.mask, sus.pattern))
+        why = []
+        if sus.size <= thr.class_size:
+            why.append(f"a mask of {sus.size:.1%} of the image ({sus.size * h * w:.0f} px) sends {sus.success:.0%} "
+                       f"of other images to class {sus.target}; clean {arch or 'reference'} extractors need "
+                       f"> {thr.class_size:.1%}")
+        if classes.anomaly[classes.suspect] >= thr.class_anomaly:
+            why.append(f"class {sus.target}'s mask is an outlier among the classes' masks (anomaly index "
+                       f"{classes.anomaly[classes.suspect]:.1f} ≥ {thr.class_anomaly:.1f})")
+        if why:
+            decided.append("class inversion")
+            reasons += [f"class inversion: {r}" for r in why]
+            chosen = (sus, "class inversion")
+    pictures.append(("embedding inversion (no labels)", emb_trig.mask, emb_trig.pattern))
+    if emb_trig.size <= thr.embedding_size:
+        decided.append("embedding inversion")
+        reasons.append(f"embedding inversion: a mask of {emb_trig.size:.1%} of the image ({emb_trig.size * h * w:.0f} "
+                       f"px) collapses stamped features (mean cosine {emb_trig.success:.2f}); clean "
+                       f"{arch or 'reference'} extractors need > {thr.embedding_size:.1%}")
+        chosen = chosen or (emb_trig, "embedding inversion")
+    if chosen is None:  # nothing flagged: still show the most suspicious recovered trigger
+        chosen = (classes.triggers[classes.suspect], "class inversion") if classes is not None \
+            else (emb_trig, "embedding inversion")
+    regions = KMeans(min(10, len(images)), n_init=4, random_state=seed).fit(clean_emb)
+    recovered = _recovered_evidence(model, images, chosen[0], chosen[1], clean_emb, clean_pred, regions, center,
+                                    seed)
+    thresholds = {"class_size": thr.class_size, "class_anomaly": thr.class_anomaly,
+                  "embedding_size": thr.embedding_size}
+    return AuditReport("FLAGGED" if decided else "PASS", tuple(reasons), decided_by=tuple(decided),
+                       statistics=stats, thresholds=thresholds, fpr=calibration.fpr, recovered=recovered,
+                       pictures=tuple(pictures), example=images[0], **common)
+
+
+def report_dict(report: AuditReport) -> dict:
+    """JSON-ready view of a report; the recovered mask as a nested list (for the chosen trigger)."""
+    out = asdict(report)
+    out.pop("pictures")
+    out.pop("example")
+    chosen = report.recovered.source if report.recovered is not None else None
+    masks = {title: m for title, m, _ in report.pictures}
+    pick = next((m for t, m in masks.items() if chosen and t.startswith(chosen)), None)
+    out["recovered_mask"] = None if pick is None else np.round(pick, 3).tolist()
+    out["recovered_target"] = None if report.recovered is None else report.recovered.target
+    return out
+
+
+def save_picture(report: AuditReport, path: Path) -> None:
+    """One row per inversion: the mask, what it writes, a clean image and the same image stamped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report.pictures
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.2 * len(rows)), squeeze=False)
+    x = report.example
+    for ax_row, (title, mask, pattern) in zip(axes, rows, strict=True):
+        stamped = apply_trigger(x[None], mask, pattern)[0]
+        panels = [(mask, f"mask ({mask.mean():.1%})"), ((mask[None] * pattern)[0], "mask × pattern"),
+                  (x[0], "clean image"), (stamped[0], "stamped")]
+        for ax, (img, name) in zip(ax_row, panels, strict=True):
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+        ax_row[0].set_ylabel(title)
+        ax_row[0].text(-0.1, 0.5, title, transform=ax_row[0].transAxes, rotation=90, va="center", ha="right",
+                       fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _default_images(n: int, seed: int) -> np.ndarray:
@@ -158,19 +367,68 @@ def _folder_images(folder: Path, size: int, n: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def format_report(path: Path, report: AuditReport) -> str:
-    lines = [f"{path}: {report.verdict} ({report.candidates} candidate stamps on {report.images} clean images)"]
+    head = f"{path}: {report.verdict} ({report.candidates} candidate stamps on {report.images} clean images"
+    head += ", then trigger inversion)" if report.recovered is not None else ")"
+    lines = [head]
+    if report.decided_by:
+        lines.append(f"  decided by: {', '.join(report.decided_by)}")
     for r in report.reasons:
         lines.append(f"  evidence: {r}")
-    lines.append("  most suspicious stamps: flip-rate (to class) | embedding shift z | dispersion ratio")
+    lines.append("  stamp search — most suspicious stamps: flip-rate (to class) | embedding shift z | dispersion ratio")
     for e in report.top:
         lines.append(f"    {e.stamp:28s} {e.flip_rate:6.1%} (→{e.flip_class}) | z={e.shift_z:6.1f} | "
                      f"×{e.dispersion_ratio:.2f}")
-    lines.append(f"  STRIP on the top stamp: AUROC {report.strip_auroc:.3f} (≈0.5: stamp changes nothing; "
-                 "≫0.5: stamped inputs keep one prediction under superimposition)")
-    lines.append(f"  Activation Clustering on class {report.top[0].flip_class}: ARI {report.ac_ari:.3f} "
-                 "(high: stamped images form their own cluster; ≈0 with a flip: blended, AC cannot see it)")
+    if report.top[0].flip_class >= 0:
+        lines.append(f"  STRIP on the top stamp: AUROC {report.strip_auroc:.3f} (≈0.5: stamp changes nothing; "
+                     "≫0.5: stamped inputs keep one prediction under superimposition)")
+        lines.append(f"  Activation Clustering on class {report.top[0].flip_class}: ARI {report.ac_ari:.3f} "
+                     "(high: stamped images form their own cluster; ≈0 with a flip: blended, AC cannot see it)")
+    else:
+        lines.append("  no classifier head: flip rate, STRIP and per-class inversion skipped")
+    rec = report.recovered
+    if rec is None:
+        return "\n".join(lines)
+    st, th = report.statistics, report.thresholds
+    lines.append(f"  trigger inversion (thresholds from clean extractors, set for {report.fpr:.0%} false positives "
+                 "per test):")
+    if st.get("class_size") is not None:
+        lines.append(f"    per class (Neural Cleanse): smallest mask {_pct(st['class_size'])} → class "
+                     f"{st['class_target']} (flag ≤ {_pct(th['class_size'])}); anomaly index "
+                     f"{st['class_anomaly']:.2f} (flag ≥ {th['class_anomaly']:.2f})")
+    else:
+        lines.append("    per class: skipped (no classifier head)")
+    lines.append(f"    embedding only (DECREE): smallest collapsing mask {_pct(st['embedding_size'])} (flag ≤ "
+                 f"{_pct(th['embedding_size'])}), stamped features' mean cosine {st['embedding_similarity']:.2f}")
+    where = f"class {rec.target}" if rec.target is not None else "no class (head absent)"
+    region = f"feature region {rec.region} ({rec.region_share:.0%} of stamped images land there"
+    region += f"; its clean images are mostly class {rec.region_class})" if rec.region_class is not None else ")"
+    lines.append(f"  recovered trigger ({rec.source}): {rec.pixels:.0f} px = {rec.size:.1%} of a clean image; sends "
+                 f"images to {where}, {region}")
+    lines.append(f"    flip rate {_pct(rec.flip_rate)} | STRIP AUROC {_num(rec.strip_auroc)} | Activation "
+                 f"Clustering ARI {_num(rec.ac_ari)} | stamped features' mean cosine {rec.similarity:.2f}")
     return "\n".join(lines)
+
+
+def write_html(path: Path, text: str, picture: Path | None) -> None:
+    """A self-contained page: the text report and the recovered trigger's picture (inline PNG)."""
+    import base64
+    import html
+
+    img = ""
+    if picture is not None and picture.exists():
+        data = base64.b64encode(picture.read_bytes()).decode("ascii")
+        img = f'<h2>Recovered trigger</h2><img alt="recovered trigger" src="data:image/png;base64,{data}">'
+    path.write_text(f"<!doctype html><meta charset='utf-8'><title>extractor audit</title>"
+                    f"<h1>Extractor audit</h1><pre>{html.escape(text)}</pre>{img}\n")
 
 
 def audit_command(args: argparse.Namespace) -> int:
@@ -181,10 +439,23 @@ def audit_command(args: argparse.Namespace) -> int:
     if images.shape[1] != spec.in_channels:
         raise UserError(f"{args.weights}: extractor expects {spec.in_channels} channel(s), images have "
                         f"{images.shape[1]}")
-    report = audit_model(model, images, seed)
-    print(format_report(Path(args.weights), report))
+    if getattr(args, "no_head", False):
+        model.head = None
+    calibration = Calibration.load(getattr(args, "calibration", None))
+    start = time.perf_counter()
+    report = audit_model(model, images, seed, arch=spec.arch, calibration=calibration,
+                         invert=not getattr(args, "no_inversion", False),
+                         progress=not getattr(args, "no_progress", False))
+    text = format_report(Path(args.weights), report) + f"\n  audit time {time.perf_counter() - start:.0f} s"
+    print(text)
     if getattr(args, "out", None) is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "audit.json").write_text(json.dumps(asdict(report), indent=1))
+        (out / "audit.txt").write_text(text + "\n")
+        (out / "audit.json").write_text(json.dumps(report_dict(report), indent=1, default=float))
+        picture = None
+        if report.pictures:
+            picture = out / "trigger.png"
+            save_picture(report, picture)
+        write_html(out / "audit.html", text, picture)
     return 0 if report.verdict == "PASS" else 1

@@ -1,0 +1,283 @@
+"""Audit study: does ``audit-extractor`` find triggers it was never told about?  (issue 26)
+
+Phases (each resumable: every trained extractor and every audit lands in the stage cache):
+
+  train      clean and backdoored extractors (BadNets, BadEmbNets; AlexNet- and ResNet-style)
+  calibrate  audit the *calibration* clean extractors (seeds 100+) and write the calibration file
+  evaluate   audit the *study* extractors: clean ones (seeds 0+, never used for calibration) and
+             backdoored ones whose triggers come from ``triggers.image.sample_trigger`` — shapes, blends,
+             noise patches placed anywhere; no family was used to tune the audit (tuning used the
+             paper's white 3 px square only)
+
+  RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py train
+  RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py calibrate \
+      --write src/recbackdoor/defenses/vision/inversion_calibration.json
+  RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py evaluate --out DIR
+
+Scale (chosen for one shared CPU core): the paper configs' widths (AlexNet 32, ResNet 16) and
+classes (8 Fashion-MNIST classes; Trouser and Bag held out), 400 training images per class,
+6 epochs, batch 64, lr 1e-3, 10 % poisoning, α = β = 0.5 for BadEmbNets; the target class is drawn
+per extractor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recbackdoor.attacks.badnets import clean_set, poison
+from recbackdoor.data import fashion_mnist as fm
+from recbackdoor.experiments.cache import StageCache
+from recbackdoor.metrics.vision import attack_success_rate, benign_accuracy
+from recbackdoor.triggers.image import FAMILIES, MaskTrigger, sample_trigger, stamp
+from recbackdoor.victims.vision.extractors import ArchSpec, build_extractor, load_extractor, save_extractor
+from recbackdoor.victims.vision.training import TrainSettings, predict_logits, train_extractor
+
+CLASSES = [0, 2, 3, 4, 5, 6, 7, 9]
+WIDTHS = {"alexnet": 32, "resnet": 16}
+PER_CLASS, EPOCHS, BATCH, LR, RATE = 400, 6, 64, 1e-3, 0.1
+CALIBRATION_SEEDS = (100, 101, 102)
+CLEAN_SEEDS = (0, 1, 2, 3, 4)
+BACKDOOR_SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Job:
+    arch: str
+    variant: str  # clean | badnets | badembnets
+    seed: int
+    role: str     # calibration | study
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.variant}-" + ("paper" if self.role == "paper" else f"s{self.seed}")
+
+
+def jobs() -> list[Job]:
+    out = [Job(a, "clean", s, "calibration") for s in CALIBRATION_SEEDS for a in WIDTHS]
+    out += [Job(a, v, s, "study") for s in BACKDOOR_SEEDS for a in WIDTHS for v in ("badnets", "badembnets")]
+    out += [Job(a, "clean", s, "study") for s in CLEAN_SEEDS for a in WIDTHS]
+    # the paper's own trigger (white 3 px square, bottom right, target Sneaker) at the study's scale
+    out += [Job(a, v, 0, "paper") for a in WIDTHS for v in ("badnets", "badembnets")]
+    return out
+
+
+def trigger_for(job: Job) -> tuple[MaskTrigger, int] | None:
+    """The job's trigger and target class: family by position, everything else drawn from the seed."""
+    if job.variant == "clean":
+        return None
+    if job.role == "paper":
+        from recbackdoor.triggers.image import ImageTrigger
+
+        paper = ImageTrigger()
+        r0 = 28 - paper.size - paper.margin
+        mask = np.zeros((28, 28), np.float32)
+        mask[r0:r0 + paper.size, r0:r0 + paper.size] = 1.0
+        return MaskTrigger("white square 3px @br (paper)", mask, mask[None] * paper.value), 7
+    k = BACKDOOR_SEEDS.index(job.seed) * 4 + list(WIDTHS).index(job.arch) * 2 + ("badnets", "badembnets").index(
+        job.variant)
+    rng = np.random.default_rng(10_000 + k)
+    return sample_trigger(FAMILIES[k % len(FAMILIES)], rng), int(rng.choice(CLASSES))
+
+
+def load_data() -> tuple[fm.ImageSet, fm.ImageSet]:
+    return fm.load_split("train"), fm.load_split("test")
+
+
+def train_job(job: Job, train: fm.ImageSet, cache: StageCache) -> Path:
+    spec = ArchSpec(arch=job.arch, width=WIDTHS[job.arch])
+    emb = job.variant == "badembnets"
+    settings = TrainSettings(epochs=EPOCHS, batch_size=BATCH, lr=LR, alpha=0.5 if emb else 1.0,
+                             beta=0.5 if emb else 0.0, seed=job.seed, threads=1)
+    trig = trigger_for(job)
+    key = {"spec": asdict(spec), "settings": asdict(settings), "variant": job.variant, "per_class": PER_CLASS,
+           "classes": CLASSES, "rate": RATE, "trigger": None if trig is None else trig[0].name,
+           "target": None if trig is None else trig[1], "data": "fashion-mnist"}
+
+    def build(tmp: Path) -> None:
+        idx = fm.per_class_sample(train.labels, CLASSES, PER_CLASS, job.seed)
+        x, y = train.images[idx], train.labels[idx]
+        data = clean_set(x, y) if trig is None else poison(x, y, trig[0], trig[1], RATE, job.seed)
+        model = build_extractor(spec, job.seed)
+        start = time.perf_counter()
+        history = train_extractor(model, data, settings)
+        save_extractor(model, spec, tmp / "model.safetensors", {"variant": job.variant})
+        info = {"seconds": time.perf_counter() - start, "history": history}
+        if trig is not None:
+            np.savez(tmp / "trigger.npz", mask=trig[0].mask, pattern=trig[0].pattern)
+            info |= {"trigger": trig[0].name, "target": trig[1]}
+        (tmp / "train.json").write_text(json.dumps(info, indent=1))
+
+    return cache.get_or_create("vision_audit_study_extractor", key, build)
+
+
+def attack_metrics(path: Path, job: Job, test: fm.ImageSet) -> dict:
+    model, _ = load_extractor(path / "model.safetensors")
+    idx = fm.per_class_sample(test.labels, CLASSES, 250, 7)
+    x, y = test.images[idx], test.labels[idx]
+    out = {"ba": benign_accuracy(predict_logits(model, x).argmax(1), y)}
+    info = json.loads((path / "train.json").read_text())
+    out["train_seconds"] = info["seconds"]
+    if job.variant != "clean":
+        z = np.load(path / "trigger.npz")
+        trig = MaskTrigger(info["trigger"], z["mask"], z["pattern"])
+        src = y != info["target"]
+        pred = predict_logits(model, stamp(x[src], trig)).argmax(1)
+        out |= {"asr": attack_success_rate(pred, y[src], info["target"]), "trigger": info["trigger"],
+                "target": info["target"]}
+    return out
+
+
+def audit_images(test: fm.ImageSet) -> np.ndarray:
+    """The audit's default clean images (500, all ten categories), drawn apart from the BA images' seed."""
+    return test.images[fm.per_class_sample(test.labels, list(range(10)), 50, 0)]
+
+
+def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache, calibration_path: Path | None) -> dict:
+    from recbackdoor.defenses.vision.audit import audit_model, report_dict
+    from recbackdoor.defenses.vision.calibration import Calibration, calibration_hash
+
+    calib = Calibration.load(calibration_path)
+    key = {"model": (path / "key.json").read_text(), "calibration": calibration_hash(calib), "audit": 3}
+
+    def compute() -> dict:
+        model, _ = load_extractor(path / "model.safetensors")
+        start = time.perf_counter()
+        report = audit_model(model, audit_images(test), arch=job.arch, calibration=calib)
+        out = report_dict(report)
+        out["seconds"] = time.perf_counter() - start
+        return out
+
+    return cache.get_json("vision_audit_study_audit", key, compute)
+
+
+def iou(recovered: np.ndarray, truth: np.ndarray, top: int | None = None) -> float:
+    """IoU of the recovered mask's pixels (≥ 0.3, or its ``top`` strongest) with the true trigger's pixels."""
+    t = truth > 0
+    if top is not None:
+        r = np.zeros_like(t)
+        r.flat[np.argsort(-recovered.ravel())[:top]] = True
+    else:
+        r = recovered >= 0.3
+    union = (r | t).sum()
+    return float((r & t).sum() / union) if union else 0.0
+
+
+def near(recovered: np.ndarray, truth: np.ndarray, slack: int = 2) -> bool:
+    """Whether the recovered mask's centre of mass lies within ``slack`` px of the true trigger's box."""
+    rows, cols = np.nonzero(truth > 0)
+    ii, jj = np.indices(recovered.shape)
+    w = recovered / max(float(recovered.sum()), 1e-9)
+    ci, cj = float((ii * w).sum()), float((jj * w).sum())
+    return bool(rows.min() - slack <= ci <= rows.max() + slack and cols.min() - slack <= cj <= cols.max() + slack)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one row per extractor, then detection rates per group."""
+    lines = ["| extractor | trigger (→ target) | BA | ASR | verdict | decided by | class mask | anomaly | "
+             "embedding mask | IoU (≥0.3 / top-k) | near | audit s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        st = r["statistics"]
+        cls = "—" if st.get("class_size") is None else f"{st['class_size']:.2%} (→{st['class_target']})"
+        anom = "—" if st.get("class_anomaly") is None else f"{st['class_anomaly']:.2f}"
+        trig = f"{r['trigger']} (→{r['target']})" if "trigger" in r else "none"
+        asr = f"{r['asr']:.3f}" if "asr" in r else "—"
+        io = f"{r['iou']:.2f} / {r['iou_top']:.2f}" if "iou" in r else "—"
+        near_ = ("yes" if r["near"] else "no") if "near" in r else "—"
+        lines.append(f"| {r['name']} | {trig} | {r['ba']:.3f} | {asr} | {r['verdict']} | "
+                     f"{', '.join(r['decided_by']) or '—'} | {cls} | {anom} | {st['embedding_size']:.2%} | {io} | "
+                     f"{near_} | {r['seconds']:.0f} |")
+    lines.append("")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        key = ("paper trigger " if r.get("role") == "paper" else "") + f"{r['variant']} {r['arch']}"
+        groups.setdefault(key, []).append(r)
+    lines.append("| group | extractors | flagged | mean audit s |")
+    lines.append("|---|---|---|---|")
+    for key, rs in groups.items():
+        flagged = sum(r["verdict"] == "FLAGGED" for r in rs)
+        lines.append(f"| {key} | {len(rs)} | {flagged} | {np.mean([r['seconds'] for r in rs]):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=["train", "calibrate", "evaluate", "table"])
+    parser.add_argument("--only", default=None, help="comma-separated job names")
+    parser.add_argument("--write", type=Path, default=None, help="calibrate: where to write the calibration")
+    parser.add_argument("--calibration", type=Path, default=None, help="evaluate: calibration file (default shipped)")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--fpr", type=float, default=0.01, help="calibrate: false-positive rate per test")
+    args = parser.parse_args(argv)
+    if args.phase == "table":
+        print(table(json.loads((args.out / "study.json").read_text())))
+        return 0
+    torch.set_num_threads(1)
+    cache = StageCache()
+    train, test = load_data()
+    by_name = {j.name: j for j in jobs()}
+    selected = list(by_name.values()) if args.only is None else [by_name[n] for n in args.only.split(",")]
+    if args.phase == "train":
+        for job in selected:
+            start = time.perf_counter()
+            path = train_job(job, train, cache)
+            m = attack_metrics(path, job, test)
+            print(f"{job.name:24s} {job.role:11s} BA {m['ba']:.3f} ASR {m.get('asr', float('nan')):.3f} "
+                  f"{m.get('trigger', '')} →{m.get('target', '')} train {m['train_seconds']:.0f}s "
+                  f"(wall {time.perf_counter() - start:.0f}s)", flush=True)
+        return 0
+    if args.phase == "calibrate":
+        from recbackdoor.defenses.vision.calibration import calibrate
+        from recbackdoor.defenses.vision.inversion import InversionSettings
+
+        rows = []
+        for job in [j for j in selected if j.role == "calibration"]:
+            path = train_job(job, train, cache)
+            rows.append((job.arch, audit_job(path, job, test, cache, Path("none"))))
+            print(job.name, json.dumps(rows[-1][1]["statistics"]), flush=True)
+        refs: dict[str, dict[str, list[float]]] = {}
+        for arch, rep in rows:
+            for stat in ("class_size", "embedding_size", "class_anomaly"):
+                refs.setdefault(arch, {}).setdefault(stat, []).append(rep["statistics"][stat])
+        recipe = ("RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py calibrate "
+                  f"--fpr {args.fpr} --write {args.write}  (clean extractors: {', '.join(WIDTHS)} × seeds "
+                  f"{list(CALIBRATION_SEEDS)}, {PER_CLASS} images/class, {EPOCHS} epochs; 500 test images)")
+        calib = calibrate(refs, args.fpr, asdict(InversionSettings()), recipe)
+        if args.write is not None:
+            calib.save(args.write)
+            print(f"wrote {args.write}")
+        print(json.dumps(asdict(calib), indent=1))
+        return 0
+    results = []
+    for job in [j for j in selected if j.role in ("study", "paper")]:
+        path = train_job(job, train, cache)
+        m = attack_metrics(path, job, test)
+        rep = audit_job(path, job, test, cache, args.calibration)
+        row = {"name": job.name, "role": job.role, "arch": job.arch, "variant": job.variant, **m,
+               "verdict": rep["verdict"], "decided_by": rep["decided_by"], "seconds": rep["seconds"],
+               "statistics": rep["statistics"]}
+        if job.variant != "clean":
+            truth = np.load(path / "trigger.npz")["mask"]
+            rec = np.asarray(rep["recovered_mask"])
+            row["iou"] = iou(rec, truth)
+            row["iou_top"] = iou(rec, truth, top=int((truth > 0).sum()))
+            row["near"] = near(rec, truth)
+            row["recovered_target"] = rep["recovered_target"]
+        results.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "statistics"}), flush=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "study.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

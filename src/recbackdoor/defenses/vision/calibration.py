@@ -1,0 +1,110 @@
+"""Thresholds of the trigger-inversion tests, set on *clean* extractors only.
+
+For every architecture the calibration holds the statistics that the audit's
+inversion produced on clean reference extractors (several seeds), and the
+thresholds derived from them:
+
+* ``class_size`` / ``embedding_size`` — a mask fraction *below* the threshold is
+  suspicious.  Fit: log-normal — mean of log sizes per architecture, standard
+  deviation pooled over architectures (floored at ``MIN_LOG_SD``, few references),
+  threshold = exp(mean − z·sd) with z the normal quantile of ``1 − fpr``.
+* ``class_anomaly`` — Neural Cleanse's anomaly index *above* the threshold is
+  suspicious: max(2, mean + z·sd) over clean references (2 is Neural Cleanse's own cut).
+
+``fpr`` is the false-positive rate each test is set for (per test, per
+extractor, under the fitted distribution).  An architecture absent from the
+file gets the strictest of the known thresholds (least likely to flag).  The
+file ships with the package (``inversion_calibration.json``); the command that
+wrote it is in its ``recipe`` field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from recbackdoor.errors import UserError
+from recbackdoor.experiments.cache import stable_hash
+
+DEFAULT_PATH = Path(__file__).with_name("inversion_calibration.json")
+MIN_LOG_SD = 0.25
+SIZE_STATS = ("class_size", "embedding_size")
+HIGH_STATS = ("class_anomaly",)
+
+
+@dataclass(frozen=True)
+class ArchThresholds:
+    class_size: float
+    embedding_size: float
+    class_anomaly: float
+    references: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    fpr: float
+    thresholds: dict[str, ArchThresholds]
+    settings: dict
+    recipe: str = ""
+
+    def for_arch(self, arch: str | None) -> ArchThresholds:
+        if arch in self.thresholds:
+            return self.thresholds[arch]
+        known = list(self.thresholds.values())
+        if not known:
+            raise UserError("trigger-inversion calibration holds no architecture")
+        return ArchThresholds(min(t.class_size for t in known), min(t.embedding_size for t in known),
+                              max(t.class_anomaly for t in known))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Calibration:
+        """Read a calibration file (default: the shipped one); a bad file is one UserError line."""
+        path = Path(path) if path is not None else DEFAULT_PATH
+        if str(path) == "none":  # calibration runs: no thresholds yet, every inversion test passes
+            return cls(0.0, {"*": ArchThresholds(0.0, 0.0, float("inf"))}, {}, "uncalibrated")
+        try:
+            raw = json.loads(path.read_text())
+            return cls(float(raw["fpr"]), {a: ArchThresholds(**t) for a, t in raw["thresholds"].items()},
+                       dict(raw.get("settings", {})), str(raw.get("recipe", "")))
+        except FileNotFoundError:
+            raise UserError(f"{path}: calibration file not found") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: not a trigger-inversion calibration file ({exc})") from None
+
+
+def calibration_hash(calibration: Calibration) -> str:
+    return stable_hash(asdict(calibration))
+
+
+def calibrate(references: dict[str, dict[str, list[float]]], fpr: float, settings: dict,
+              recipe: str = "") -> Calibration:
+    """Thresholds from clean references: ``{arch: {statistic: [value per clean extractor]}}``."""
+    z = NormalDist().inv_cdf(1.0 - fpr)
+    resid: dict[str, list[float]] = {s: [] for s in SIZE_STATS + HIGH_STATS}
+    for refs in references.values():
+        for s in SIZE_STATS:
+            v = np.log(np.maximum(refs[s], 1e-6))
+            resid[s] += list(v - v.mean())
+        for s in HIGH_STATS:
+            v = np.asarray(refs[s], float)
+            resid[s] += list(v - v.mean())
+
+    def sd(s: str, floor: float) -> float:
+        r = np.asarray(resid[s])
+        return max(float(np.sqrt((r ** 2).sum() / max(len(r) - len(references), 1))), floor)
+
+    out = {}
+    for arch, refs in references.items():
+        sizes = {s: float(np.exp(np.log(np.maximum(refs[s], 1e-6)).mean() - z * sd(s, MIN_LOG_SD)))
+                 for s in SIZE_STATS}
+        anomaly = max(2.0, float(np.mean(refs["class_anomaly"]) + z * sd("class_anomaly", 0.5)))
+        out[arch] = ArchThresholds(sizes["class_size"], sizes["embedding_size"], anomaly,
+                                   {k: [float(x) for x in v] for k, v in refs.items()})
+    return Calibration(fpr, out, settings, recipe)
