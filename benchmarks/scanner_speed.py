@@ -72,6 +72,14 @@ def scan_million(titles: list[str], folder: Path, rows: int) -> dict:
             "peak_rss_mib": peak_kb / 1024, "input_mib": source.stat().st_size / 2**20}
 
 
+def speed_cells(results: dict) -> list[dict]:
+    """results.json cells (the project's schema): one per scanner timed, metrics titles_per_s and seconds."""
+    names = {"default": "default", "p-scanner-llm": "p-scanner", "onion": "onion", "scan_million_csv": "default-scan"}
+    return [{"dataset": "ml100k+lastfm+steam", "victim": None, "variant": names[key], "trigger": None, "position": None,
+             "metrics": {k: float(v) for k, v in value.items() if isinstance(v, (int, float))}}
+            for key, value in results.items() if key in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pscanner", type=Path, default=None, help="a trained P-Scanner folder (kind llm)")
@@ -106,9 +114,12 @@ def main() -> None:
     if args.million and "million" in parts:
         with tempfile.TemporaryDirectory() as tmp:
             results["scan_million_csv"] = scan_million(titles[:6799], Path(tmp), args.million)
-    payload = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                           "threads": args.threads, "cpu_native_bf16": None},
-               "command": " ".join(["python", *sys.argv]), "results": results}
+    payload = {"config": {"command": " ".join(["python", *sys.argv]), **vars(args)}, "seeds": [0],
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "threads": args.threads},
+               "timings": {"total": sum(r["seconds"] for r in results.values() if isinstance(r, dict))},
+               "cells": speed_cells(results), "results": results}
+    payload["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in payload["config"].items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(payload, indent=1))
     print(json.dumps(results, indent=1))
