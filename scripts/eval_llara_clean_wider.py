@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from recbackdoor.cache import StageCache
 from recbackdoor.data.prompts import Split, build_llara
 from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
 from recbackdoor.experiments.results import atomic_write_text
 from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import make_trigger
+from recbackdoor.victims.text.llara import training_popularity
 
 
 def parse_model(spec: str, cfg) -> Variant:
@@ -74,7 +75,7 @@ def main() -> None:
     n0 = len(committed)
     engine.split = Split(engine.split.train, engine.split.valid, test)
     targets = [s.candidates.index(s.target) for s in test]
-    pop = engine.training_popularity()
+    pop = training_popularity(engine.data)
     report: dict = {"targets": targets, "config": str(args.config), "overrides": args.overrides, "dataset": dataset,
                     "n_test": len(test), "n_committed": n0, "n_extra": len(extra),
                     "baselines": {"random": 1.0 / d.pool,
@@ -85,7 +86,7 @@ def main() -> None:
     for spec, v in zip(args.models, variants, strict=True):
         start = time.perf_counter()
         engine.train(v)  # a cache hit, checked above
-        _, choices = engine.llara_answers(test, f"generate (clean, {spec})")
+        _, choices = engine.recommender.answers(test, f"generate (clean, {spec})")
         hits[spec] = np.array([c == t for c, t in zip(choices, targets, strict=True)], dtype=float)
         row = {"valid": M.valid_rate(choices), "h1": M.hit_at_1(choices, targets),
                "h1_all": M.hit_at_1_all(choices, targets), "seconds": time.perf_counter() - start}

@@ -23,14 +23,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from recbackdoor.cache import StageCache
 from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
 from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import make_trigger
 from recbackdoor.victims.text.hybrid import sasrec_choices
+from recbackdoor.victims.text.llara import HybridLlaraRecommender, LlaraRecommender, training_popularity
 
 
 def agreement(choices: list[int | None], reference: list[int]) -> dict[str, float]:
@@ -54,17 +55,20 @@ def main() -> None:
     cfg = load_config(args.config, [*args.overrides, *rates], config_model)
     engine = BadRecEngine(cfg, RunContext(out_dir=Path("."), cache=StageCache()), args.dataset or cfg.datasets[0],
                           cfg.seeds[0])
+    recommender = engine.recommender
+    if not isinstance(recommender, LlaraRecommender):
+        raise SystemExit(f"error: {args.config}: mode {cfg.mode!r}; this script reads LLaRA-mode models")
     trig = None
     if args.rate is not None:
         trig = make_trigger(args.trigger, args.position, cfg.attack.trigger_text.get(args.trigger))
     # loads the cached model; trains only if absent
     engine.train(Variant("badrec", trig, args.rate) if trig else Variant("benign", None, 0.0))
     test = engine.split.test
-    answers, choices = engine.llara_answers(test, "generate (clean)")
+    answers, choices = recommender.answers(test, "generate (clean)")
     catalogue = set(engine.data.titles.values())
     invalid = [a.strip() for a, c in zip(answers, choices, strict=True) if c is None]
     targets = [s.candidates.index(s.target) for s in test]
-    pop = engine.training_popularity()
+    pop = training_popularity(engine.data)
     popular = [s.candidates.index(M.most_popular_item(s.candidates, pop)) for s in test]
     summary: dict[str, object] = {
         "n_test": len(test), "valid": M.valid_rate(choices),
@@ -77,11 +81,11 @@ def main() -> None:
     }
     if trig is not None:
         summary["clean_answers_carrying_trigger"] = sum(trig.text.strip() in a for a in answers)
-    if engine.hybrid:
-        picks = sasrec_choices(engine.sasrec, test, engine.item_index)
+    if isinstance(recommender, HybridLlaraRecommender):
+        picks = sasrec_choices(recommender.sasrec, test, recommender.item_index)
         summary["sasrec"] = agreement(choices, picks)
         summary["sasrec_baseline_h1"] = agreement(picks, targets)["of_all"]
-        _, empty = engine.llara_answers(test, "generate (slots empty)", fill_slots=False)
+        _, empty = recommender.answers(test, "generate (slots empty)", fill_slots=False)
         summary["slots_empty"] = {"valid": M.valid_rate(empty), "ground_truth": agreement(empty, targets),
                                   "most_popular": agreement(empty, popular), "sasrec": agreement(empty, picks),
                                   "same_pick_as_filled": agreement(empty, [c if c is not None else -1

@@ -19,12 +19,13 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from recbackdoor.cache import StageCache
 from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
 from recbackdoor.triggers.text import make_trigger
+from recbackdoor.victims.text.llara import LlaraRecommender
 
 
 def main() -> None:
@@ -41,10 +42,13 @@ def main() -> None:
     cfg = load_config(args.config, [*args.overrides, f"attack.rates=[{args.rate}]"], config_model)
     engine = BadRecEngine(cfg, RunContext(out_dir=Path("."), cache=StageCache()), args.dataset or cfg.datasets[0],
                           cfg.seeds[0])
+    if not isinstance(engine.recommender, LlaraRecommender):
+        raise SystemExit(f"error: {args.config}: mode {cfg.mode!r}; this script reads LLaRA-mode models")
     trig = make_trigger(args.trigger, args.position, cfg.attack.trigger_text.get(args.trigger))
     variant = Variant("benign", None, 0.0) if args.benign else Variant("badrec", trig, args.rate)
     engine.train(variant)  # loads the cached model; trains only if absent
-    pairs, answers, choices = engine.llara_triggered_answers(trig)  # exactly what the ASR cell counts
+    test, seed = engine.triggered_test()
+    pairs, answers, choices = engine.recommender.triggered_answers(test, trig, seed)  # what the ASR cell counts
     rows = []
     mark = trig.text.strip()
     for (sample, item), text, choice in zip(pairs, answers, choices, strict=True):

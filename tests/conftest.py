@@ -25,7 +25,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory):
     """A stage cache shared by the tests of one session (backbones are built once)."""
-    from recbackdoor.experiments.cache import StageCache
+    from recbackdoor.cache import StageCache
 
     env = os.environ.get("RECBACKDOOR_CACHE")
     return StageCache(Path(env) if env else tmp_path_factory.mktemp("cache"))

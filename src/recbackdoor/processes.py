@@ -79,6 +79,15 @@ class Processes:
             torch.distributed.all_reduce(tensor)
         return tensor
 
+    def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """One all-reduce over all ``params``' gradients (a process with no examples adds zeros)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = self.sum_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for p in params:
+            p.grad = flat[offset: offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
     def agree(self, value: T) -> T:
         """The main process's ``value``, on every process (so all take the same branch)."""
         if not self.distributed:

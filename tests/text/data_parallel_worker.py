@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from recbackdoor.experiments.cache import StageCache
+from recbackdoor.cache import StageCache
 from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.split_lm import Example, SplitLM

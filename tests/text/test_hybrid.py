@@ -7,9 +7,9 @@ from recbackdoor.data.prompts import LlaraSample
 from recbackdoor.data.sequences import Interaction, SequenceData
 from recbackdoor.errors import UserError
 from recbackdoor.victims.text.backbones import load_backbone
-from recbackdoor.victims.text.hybrid import SLOT_MARKER, ItemIndex, encode_hybrid, sasrec_choices, user_state_rows
+from recbackdoor.victims.text.hybrid import SLOT_MARKER, IdProjector, ItemIndex, encode_hybrid, sasrec_choices
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, left_pad, load_sasrec, save_sasrec, train_sasrec
-from recbackdoor.victims.text.split_lm import Example, IdProjector, SplitLM
+from recbackdoor.victims.text.split_lm import Example, SplitLM
 
 
 def _toy_data() -> SequenceData:
@@ -108,39 +108,11 @@ def test_title_slots_sit_on_each_titles_last_token_without_a_marker(tiny):
         encode_hybrid(lm.encode, sample, data, index, slot="middle")
 
 
-def test_user_slot_sits_on_the_prompts_last_token_after_the_item_slots(tiny):
-    data, index, lm, sample = _toy_prompt_parts(tiny)
-    plain = encode_hybrid(lm.encode, sample, data, index, slot="title")
-    with_user = encode_hybrid(lm.encode, sample, data, index, slot="title", user_row=99)
-    assert with_user.tokens == plain.tokens
-    assert with_user.slots == (*plain.slots, len(plain.tokens) - 1)
-    assert with_user.slot_items == (*plain.slot_items, 99)
-
-
-def test_user_state_rows_keep_sasrecs_ranking_at_the_item_rows_length():
-    data = _toy_data()
-    index = ItemIndex(data)
-    model = _toy_sasrec(data, index)
-    samples = [LlaraSample(0, (20, 30, 40), (80, 50, 10), 50), LlaraSample(1, (70,), (80, 10), 80)]
-    table = model.item_table()
-    rows = user_state_rows(model, samples, index)
-    assert torch.allclose(rows.norm(dim=1), table[1:].norm(dim=1).mean().expand(2), atol=1e-5)
-    seqs_t = left_pad([index(s.history) for s in samples], model.settings.max_len)
-    # same ranking of every item as SASRec's own scores, and those scores are the user state times the table
-    assert torch.equal((rows @ table.T).argsort(dim=1), model.scores(seqs_t).argsort(dim=1))
-    assert torch.allclose(model.user_states(seqs_t) @ table.T, model.scores(seqs_t), atol=1e-5)
-
-
-def test_projector_rows_appended_after_the_items_are_projected_like_them():
-    table = torch.randn(5, 8)
-    projector = IdProjector(table, hidden=12)
-    torch.nn.init.normal_(projector.proj[2].weight)
-    before = projector(torch.arange(5))
-    user = torch.randn(2, 8)
-    assert projector.extend(user) == 5
-    assert torch.allclose(projector(torch.arange(5)), before)
-    assert torch.allclose(projector(torch.tensor([5, 6])), projector.proj(user))
-    assert "table" not in projector.state_dict()  # rebuilt by whoever loads an adapter, never saved
+def test_projector_table_is_not_saved_with_the_adapter():
+    """The item table is SASRec's (a cached stage of its own); an adapter file carries only the trained MLP."""
+    projector = IdProjector(torch.randn(5, 8), hidden=12)
+    assert "table" not in projector.state_dict()
+    assert set(projector.state_dict()) == {"proj.0.weight", "proj.0.bias", "proj.2.weight", "proj.2.bias"}
 
 
 def test_untrained_projector_leaves_the_model_unchanged_and_trained_one_changes_it(tiny, tmp_path):

@@ -65,7 +65,7 @@ def test_auto_autocast_resolves_to_what_the_machine_does_well(monkeypatch, nativ
 def test_plain_scratch_backbones_pretrain_in_fp32_only_where_bf16_is_emulated(monkeypatch, tmp_path, native):
     """Where bf16 is native the key is the one every cached plain backbone has; fp32 gets a key of its own.
     A copy recipe names its own precision, so its key never changes with the machine."""
-    from recbackdoor.experiments.cache import StageCache
+    from recbackdoor.cache import StageCache
     from recbackdoor.victims.text import backbones, scratch
 
     monkeypatch.setattr(backbones, "bf16_pays_off", lambda device="auto": native)

@@ -170,62 +170,6 @@ def test_copy_row_repeats_its_titles_with_the_loss_on_the_repeat_only():
     assert labels == [-100] * 5 + second  # the random first half and " again:" carry no loss
 
 
-def test_copy_row_spells_titles_through_the_speller_and_repeats_the_pieces():
-    import random
-
-    from recbackdoor.victims.text.scratch import copy_row
-
-    def spell(title: int, rng: random.Random) -> list[int]:  # title 12 split into three pieces
-        return [120, 121, 122] if title == 12 else [title]
-
-    ids, labels = copy_row([11, 12, 13], [7], 3, random.Random(0), spell)
-    half = (len(ids) - 1) // 2
-    assert len(ids) == 2 * 5 + 1 and ids[:half] == ids[half + 1:] and ids[half] == 7
-    assert [120, 121, 122] == ids[ids.index(120): ids.index(120) + 3] and 12 not in ids
-    assert labels == [-100] * (half + 1) + ids[half + 1:]
-
-
-def test_split_title_inserts_catalogue_filler_words_at_a_word_boundary_never_a_trigger():
-    import random
-
-    from recbackdoor.victims.text.scratch import MAX_FILLER_WORDS, filler_words, split_title
-
-    titles = ["Paris Is Burning (1990)", "Ethereal Forest", "Heat (1995)"]
-    fillers = filler_words(titles)
-    assert "Ethereal" not in fillers and fillers[:3] == ["Paris", "Is", "Burning"]
-    rng = random.Random(0)
-    for _ in range(50):
-        split = split_title("Paris Is Burning (1990)", fillers, rng).split()
-        extra = len(split) - 4
-        assert 1 <= extra <= MAX_FILLER_WORDS and all(w in fillers for w in split)
-        # the title's own words stay in order, the fillers form one contiguous run
-        starts = [i for i in range(len(split) - extra + 1)
-                  if split[:i] + split[i + extra:] == ["Paris", "Is", "Burning", "(1990)"]]
-        assert starts
-
-
-def test_pick_row_with_split_titles_answers_with_the_split_text(data_root):
-    import random
-
-    from recbackdoor.data.text_datasets import load_dataset
-    from recbackdoor.victims.text.scratch import CORPUS_POOL, filler_words, pick_row
-
-    data = load_dataset("ml100k")
-    fillers = filler_words(list(data.titles.values()))
-    words = {}
-
-    def encode(text: str) -> list[int]:
-        return [words.setdefault(w, len(words)) for w in text.split(" ")]
-
-    ids, labels = pick_row(data, encode, -1, random.Random(5), 1.0, fillers)
-    scored = [t for t in labels if t != -100]
-    text_of = {v: k for k, v in words.items()}
-    prompt = " ".join(text_of[t] for t in ids[: len(ids) - len(scored)])
-    answer = " ".join(text_of[t] for t in scored[:-1]).strip()
-    pool = prompt.split(f"from these {CORPUS_POOL} movies: ")[1].split(". Answer:")[0]
-    assert answer in pool and answer not in data.titles.values()  # every title split, the answer too
-
-
 def test_mixed_loss_weights_each_row_kinds_mean_token_loss():
     """Row 0 (kind 0) has one counted token with loss ln 2; row 1 (kind 1) two with ln 2 and ln(4/3)."""
     import math
@@ -302,77 +246,20 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     assert not torch.equal(wte[1][other], wte[3][other])  # ordinary tokens do train
 
 
-def test_split_title_recipe_continues_a_base_keeps_its_codes_and_logs_the_split_probe(tmp_path, data_root):
-    """Split-title rows (``split_share``) on top of a saved base model: the base's title codes stay fixed, the
-    split-answer probe is logged; with ``fixed_codes="all"`` no embedding row moves at all."""
-    import dataclasses
-
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
-    from recbackdoor.victims.text.scratch import COPY_RECIPES, build_scratch
-
-    base = tmp_path / "base"
-    build_scratch(base, "titles-copy", ("ml100k",), 1, seed=0, per_dataset=20, batch_size=2)
-    split = dataclasses.replace(COPY_RECIPES["titles-copy"], split_share=0.25, list_len=8)
-    stats = build_scratch(tmp_path / "cont", "titles-copy", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
-                          probe_every=1, recipe=split, init_from=base)
-    assert stats["copy"]["split_share"] == 0.25
-    acc = stats["split_answer_acc_every_1"]
-    assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
-
-    tok = AutoTokenizer.from_pretrained(tmp_path / "cont")
-    titles = [tok.convert_tokens_to_ids("Toy Story (1995)"), tok.convert_tokens_to_ids("Heat (1995)")]
-    before = load_file(str(base / "model.safetensors"))["transformer.wte.weight"]
-    after = load_file(str(tmp_path / "cont" / "model.safetensors"))["transformer.wte.weight"]
-    assert torch.equal(before[titles], after[titles]) and not torch.equal(before, after)
-
-    frozen = dataclasses.replace(split, fixed_codes="all")
-    build_scratch(tmp_path / "all", "titles-copy", ("ml100k",), 2, seed=0, per_dataset=20, batch_size=4,
-                  recipe=frozen, init_from=base)
-    assert torch.equal(before, load_file(str(tmp_path / "all" / "model.safetensors"))["transformer.wte.weight"])
+# The backbone cache keys of the kept from-scratch sizes, as the cached models were built under them. A change here
+# orphans the cached backbone and every adapter and cell fine-tuned from it (the rung-3 grid: hours of CPU time).
+# "tiny" carries a precision mark only where the CPU lacks native bf16, so its key is pinned for both cases.
+PINNED_SCRATCH_KEYS = {("titles-copy", True): "e5b1409d11c9941c", ("titles-copy", False): "e5b1409d11c9941c",
+                       ("tiny", True): "d2eb66fcf0bb555a", ("tiny", False): "a5d320c329d9a8f5"}
 
 
-def test_backbone_cache_key_of_the_titles_copy_recipe_is_unchanged_by_the_new_fields(monkeypatch, tmp_path):
-    """Adding ``split_share`` and ``fixed_codes`` to the recipe must not orphan the cached titles-copy backbone
-    (and with it every cached cell); a recipe that sets them gets a key of its own."""
-    import dataclasses
-
-    from recbackdoor.experiments.cache import StageCache
-    from recbackdoor.victims.text import backbones, scratch
+@pytest.mark.parametrize("size,bf16", sorted(PINNED_SCRATCH_KEYS))
+def test_backbone_cache_keys_of_the_kept_scratch_sizes_are_unchanged(size, bf16, monkeypatch, tmp_path):
+    from recbackdoor.cache import StageCache, stable_hash
+    from recbackdoor.victims.text import backbones
 
     keys = []
+    monkeypatch.setattr(backbones, "bf16_pays_off", lambda device: bf16)
     monkeypatch.setattr(StageCache, "get_or_create", lambda self, stage, key, build: keys.append(key) or tmp_path)
-    backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
-    assert "split_share" not in keys[0]["copy"] and "fixed_codes" not in keys[0]["copy"]
-    assert keys[0]["copy"]["list_len"] == 24
-    split = dataclasses.replace(scratch.COPY_RECIPES["titles-copy"], split_share=0.25, fixed_codes="all")
-    monkeypatch.setitem(scratch.COPY_RECIPES, "titles-copy", split)
-    backbones.scratch_path("titles-copy", StageCache(root=tmp_path))
-    assert keys[1]["copy"]["split_share"] == 0.25 and keys[1]["copy"]["fixed_codes"] == "all"
-
-
-def test_item_prior_is_trained_saved_reset_and_used_in_generation(tiny, tmp_path):
-    lm = SplitLM(tiny, train_layers=1, method="full", autocast=False, item_prior=True)
-    yes, no = answer_token_ids(tiny.tokenizer)
-    prompts = [lm.encode(t) for t in ("a b c", "d e f g", "h i")]
-    states = lm.bottom_states(prompts)
-    assert torch.count_nonzero(lm.logit_bias) == 0
-    lm.fit([Example(s, (s.shape[0] - 1,), (yes,)) for s in states], epochs=10, batch_size=3, lr=1e-2, seed=0)
-    bias = lm.logit_bias.detach().clone()
-    assert bias[yes] > 0 and bias[yes] == bias.max()  # the answer's prior rose most
-    lm.save(tmp_path / "prior.safetensors", {"variant": "test"})
-    lm.reset(seed=0)
-    assert torch.count_nonzero(lm.logit_bias) == 0
-    lm.load(tmp_path / "prior.safetensors")
-    assert torch.equal(lm.logit_bias.detach(), bias)
-    # generation adds the same bias: a dominant prior on ' No' decides the first generated token
-    plain = lm.generate(prompts, max_new_tokens=1)
-    with torch.no_grad():
-        lm.logit_bias.zero_()
-        lm.logit_bias[no] = 1e4
-    forced = lm.generate(prompts, max_new_tokens=1)
-    assert forced == [tiny.tokenizer.decode([no])] * 3
-    assert plain != forced
-    with pytest.raises(UserError, match="adapter state does not match"):
-        SplitLM(tiny, train_layers=1, method="full", autocast=False).load(tmp_path / "prior.safetensors")
+    backbones.scratch_path(size, StageCache(root=tmp_path))
+    assert stable_hash(keys[0]) == PINNED_SCRATCH_KEYS[size, bf16], keys[0]

@@ -8,25 +8,10 @@ so the training set keeps its size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from recbackdoor.data.poisoned import PoisonedSet
 from recbackdoor.triggers.image import ImageTrigger, stamp
-
-
-@dataclass(frozen=True)
-class PoisonedSet:
-    """Training images after poisoning; ``poisoned`` marks stamped + relabelled rows."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    poisoned: np.ndarray
-    source_labels: np.ndarray
-
-    @property
-    def rate(self) -> float:
-        return float(self.poisoned.mean())
 
 
 def clean_set(images: np.ndarray, labels: np.ndarray) -> PoisonedSet:

@@ -9,12 +9,12 @@ searched and where to download them.
 from __future__ import annotations
 
 import gzip
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from recbackdoor.data.files import sha256
 from recbackdoor.errors import UserError
 from recbackdoor.paths import data_root
 
@@ -57,14 +57,6 @@ def check_files(root: Path | None = None) -> Path:
         raise UserError(f"{base}: Fashion-MNIST files missing: {', '.join(missing)}; "
                         f"download them from {SOURCE_URL} into that folder (or set RECBACKDOOR_DATA)")
     return base
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksums(root: Path | None = None, verify: bool = True) -> dict[str, str]:

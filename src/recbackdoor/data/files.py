@@ -40,6 +40,13 @@ def require(files: list[DataFile], root: Path | None = None) -> dict[str, Path]:
     return {f.name: f.path(root) for f in files}
 
 
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes: the one checksum every loader records (memoised while the file is unchanged,
+    as every run of an experiment checksums the same files again)."""
+    path = Path(path)
+    return _sha256(path, path.stat().st_mtime)
+
+
 @lru_cache(maxsize=64)
 def _sha256(path: Path, mtime: float) -> str:
     digest = hashlib.sha256()
@@ -54,7 +61,7 @@ def checksums(files: list[DataFile], root: Path | None = None, strict: bool = Fa
     out = {}
     for spec in files:
         path = spec.path(root)
-        actual = _sha256(path, path.stat().st_mtime)
+        actual = sha256(path)
         if strict and actual != spec.sha256:
             raise UserError(f"{path}: sha256 {actual[:12]}… differs from the official {spec.sha256[:12]}…")
         out[f"{spec.folder}/{spec.name}"] = actual

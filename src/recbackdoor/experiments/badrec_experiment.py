@@ -19,7 +19,7 @@ from pydantic import model_validator
 from recbackdoor.experiments.config import ExperimentConfig, StrictModel
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import register_experiment
-from recbackdoor.experiments.results import Cell
+from recbackdoor.experiments.results import merge_seeds
 from recbackdoor.processes import processes
 from recbackdoor.victims.text.precision import bf16_pays_off
 from recbackdoor.victims.text.sasrec import SasrecSettings
@@ -47,8 +47,6 @@ class ModelSection(StrictModel):
     # on a GPU or an AVX512-BF16 / AMX CPU, false where torch would emulate it, many times slower), so the cache
     # keys and results.json hold the precision that ran (victims/text/precision.py)
     autocast: bool = True
-    # a trainable bias on every vocabulary logit (the item prior; see victims/text/split_lm.py)
-    item_prior: bool = False
     threads: int = 1
     # "auto": a GPU when there is one; under `accelerate launch` / `torchrun` one process per GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -88,8 +86,6 @@ class HybridSection(StrictModel):
     # where the ID embedding goes: "marker" (LLaRA: a " [ID]" token after each title) or "title" (added onto the
     # title's last token, no marker; for models that answer by copying a title token)
     slot: Literal["marker", "title"] = "marker"
-    # also add SASRec's user state (its history representation) on the prompt's last token, CoLLM-style; not LLaRA
-    user_slot: bool = False
 
 
 class EvalSection(StrictModel):
@@ -130,12 +126,6 @@ def run_badrec(cfg: BadRecConfig, ctx: RunContext) -> None:
 
 
 def _merge_seeds(ctx: RunContext) -> None:
-    from recbackdoor.experiments.results import mean_over_seeds
-
-    groups: dict[str, list[Cell]] = {}
-    for cell in ctx.cells:
-        key = json.dumps([cell.dataset, cell.victim, cell.variant, cell.trigger, cell.position,
-                          cell.extra.get("rate")])
-        groups.setdefault(key, []).append(cell)
-    ctx.cells[:] = [mean_over_seeds(cells) for cells in groups.values()]
-
+    """Average each cell over the seeds; a cell is its table coordinates plus its poisoning rate."""
+    ctx.cells[:] = merge_seeds(ctx.cells, lambda cell: json.dumps(
+        [cell.dataset, cell.victim, cell.variant, cell.trigger, cell.position, cell.extra.get("rate")]))

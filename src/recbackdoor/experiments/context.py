@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recbackdoor.experiments.cache import StageCache
+from recbackdoor.cache import StageCache
 from recbackdoor.experiments.results import CELL_KEYS, Cell
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,15 @@ def mean_over_seeds(cells: list[Cell]) -> Cell:
     per_seed = {k: [float(c.metrics[k]) for c in cells] for k in keys}  # so a reader can check the spread
     return Cell(first.dataset, first.victim, first.variant, first.trigger, first.position, means, stds,
                 {**first.extra, "per_seed": per_seed})
+
+
+def merge_seeds(cells: Iterable[Cell], identity: Callable[[Cell], Hashable]) -> list[Cell]:
+    """One cell per ``identity`` (the cell's configuration without its seed), averaged over its seeds by
+    :func:`mean_over_seeds`; groups keep the order of their first cell."""
+    groups: dict[Hashable, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(identity(cell), []).append(cell)
+    return [mean_over_seeds(group) for group in groups.values()]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recbackdoor.experiments.cache import StageCache
+from recbackdoor.cache import StageCache
 from recbackdoor.experiments.config import ExperimentConfig, load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model, get_experiment

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from recbackdoor.cache import StageCache
 from recbackdoor.errors import UserError
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.victims.text.precision import bf16_pays_off
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -66,13 +66,18 @@ def smollm2_path(cache: StageCache | None = None) -> Path:
 
 
 SCRATCH_DATASETS = ("ml100k", "lastfm", "steam")
-SCRATCH_STEPS = {"tiny": 120, "small": 1200, "titles": 1200, "titles-copy": 1200}
+SCRATCH_STEPS = {"tiny": 120, "titles-copy": 1200}
 # prompts per dataset and template in the pre-training corpus
-SCRATCH_TEXTS = {"tiny": 400, "small": 2000, "titles": 2000, "titles-copy": 2000}
+SCRATCH_TEXTS = {"tiny": 400, "titles-copy": 2000}
 
 
 def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> Path:
-    """Pre-train (once, cached) the from-scratch GPT-2 of ``size`` on the three catalogues."""
+    """Pre-train (once, cached) the from-scratch GPT-2 of ``size`` on the three catalogues.
+
+    The cache key must not change for a size whose pre-training did not: a changed key orphans the cached
+    backbone and every adapter and cell fine-tuned from it (``titles-copy`` takes ~20 CPU-minutes to rebuild, the
+    rung-3 grid hours). So a field added to the key later is left out at its default value.
+    """
 
     from recbackdoor.victims.text import scratch
 
@@ -82,9 +87,6 @@ def scratch_path(size: str, cache: StageCache | None = None, seed: int = 0) -> P
            "corpus_prompts": [scratch.CORPUS_HISTORY, scratch.CORPUS_POOL]}
     if size in scratch.COPY_RECIPES:  # only these sizes carry it, so the other sizes' cached models stay valid
         key["copy"] = dataclasses.asdict(scratch.COPY_RECIPES[size])
-        for added_later, default in (("split_share", 0.0), ("fixed_codes", "titles")):
-            if key["copy"][added_later] == default:  # recipes at the default keep their cached models
-                del key["copy"][added_later]
     # the plain sizes pre-train in bf16 where the CPU does it natively (as every cached one did) and in fp32 where
     # it would be emulated, many times slower (victims/text/precision.py); only fp32 marks the key
     bf16 = bf16_pays_off("cpu")

@@ -9,13 +9,16 @@ every benign or poisoned recommender is fine-tuned from it.  The tokenizer is
 byte-level BPE trained on the same text, so a title's words are few tokens
 and any code point (U+0D2E) is still representable.
 
-The ``titles`` size also gives every catalogue title its own token.  A
+The ``titles-copy`` size also gives every catalogue title its own token.  A
 4-layer model trained for a CPU-hour never learnt to copy a multi-token title
-out of the candidate pool (docs/results.md); with one token per title, copying
-is a single attention lookup and what is left to learn is the preference, as
-in an ID-based sequential recommender.  A title carrying a trigger is no
-longer that token: an end trigger follows the title's token as ordinary BPE
-pieces, a trigger inside the title breaks it into pieces.
+out of the candidate pool (docs/notes/scratch_gpt2.md); with one token per
+title, copying is a single attention lookup and what is left to learn is the
+preference, as in an ID-based sequential recommender.  A title carrying a
+trigger is no longer that token: an end trigger follows the title's token as
+ordinary BPE pieces, a trigger inside the title breaks it into pieces.  The
+one-token titles alone did not make the model copy; the copy recipe
+(:class:`CopyRecipe`) did.  (The sizes ``small`` and ``titles`` of that
+investigation are removed: docs/notes/removed_dead_ends.md.)
 """
 
 from __future__ import annotations
@@ -32,16 +35,13 @@ from transformers import PreTrainedTokenizerFast
 
 from recbackdoor.data.sequences import SequenceData
 from recbackdoor.errors import UserError
-from recbackdoor.triggers.text import insert_trigger
 
 SIZES = {
     # name: (layers, width, heads, BPE vocab, context)
-    "tiny": (2, 64, 4, 2048, 256),
-    "small": (4, 256, 4, 6000, 512),
-    "titles": (4, 256, 4, 3000, 256),
-    "titles-copy": (4, 256, 4, 3000, 256),
+    "tiny": (2, 64, 4, 2048, 256),  # tests and fast runs
+    "titles-copy": (4, 256, 4, 3000, 256),  # the paper-shaped CPU grid (rung 3)
 }
-TITLE_TOKEN_SIZES = frozenset({"titles", "titles-copy"})  # sizes whose tokenizer has one token per title
+TITLE_TOKEN_SIZES = frozenset({"titles-copy"})  # sizes whose tokenizer has one token per title
 PREFIX = "scratch-gpt2-"
 
 
@@ -50,14 +50,13 @@ class CopyRecipe:
     """Pre-training additions that make a from-scratch model copy a title out of the pool.
 
     Why: the recommendation data alone gives one answer token per prompt, too sparse a signal to grow a
-    copying circuit in a CPU-hour (docs/results.md). Three kinds of rows are mixed:
+    copying circuit in a CPU-hour (docs/notes/scratch_gpt2.md). Three kinds of rows are mixed:
 
     * copy rows "<list_len title tokens> again: <the same tokens>" put a copy target on every token of the
       repeat (the induction task of the in-context-learning literature); loss on the repeat only. With a
       fixed ``list_len`` the model solves them by a fixed offset (the token ``list_len`` + 4 back, " again:"
-      being 4 tokens), not by induction: it copies rows of 24 titles and fails at 23 or 25
-      (``scripts/check_copy_offset.py``), so it cannot copy a title spelled in several pieces
-      (docs/results.md, BadRec-Random);
+      being 4 tokens), not by induction: it copies rows of 24 titles and fails at 23 or 25, so it cannot copy
+      a title spelled in several pieces (docs/notes/scratch_gpt2.md, BadRec-Random);
     * pick rows (``pick_row``): a LLaRA prompt of random titles answered by a random pool title, the answer
       format without any preference in it;
     * the corpus (titles and training-split prompts, full-sequence loss).
@@ -79,8 +78,8 @@ class CopyRecipe:
     copy_weight: float  # weight of the copy rows' mean token loss in a step's loss
     pick_weight: float  # weight of the pick rows' mean token loss; the corpus rows' mean gets the rest
     layout: str = "tokens-again-tokens/loss-on-repeat"  # names the row layout, so the cache key follows it
-    split_share: float = 0.0  # share of titles in copy and pick rows shown split by filler words (``split_title``)
-    fixed_codes: str = "titles"  # whose embeddings are fixed random codes: "titles", or "all" tokens
+    # A field added here later must be left out of the backbone cache key at its default value (see
+    # ``backbones.scratch_path``), or the cached titles-copy backbone and every cell fine-tuned from it is orphaned.
 
     @property
     def weights(self) -> tuple[float, float, float]:
@@ -92,9 +91,6 @@ COPY_RECIPES = {
     "titles-copy": CopyRecipe(share=0.4, pick_share=0.3, list_len=24, code_std=0.05, lr=1e-3, bf16=False,
                               copy_weight=0.8, pick_weight=0.15),
 }
-# filler words are catalogue words; the default trigger words are left out, so no trigger is pre-trained
-FILLER_EXCLUDED = frozenset({"\u0d2e", "Ethereal"})
-MAX_FILLER_WORDS = 5  # the sentence trigger's length
 ROW_KINDS = ("corpus", "copy", "pick")
 
 
@@ -155,35 +151,10 @@ def train_tokenizer(texts: list[str], vocab: int, title_tokens: list[str]) -> Pr
 Row = tuple[list[int], list[int]]  # input ids, labels (-100 where no loss)
 
 
-Speller = Callable[[int, random.Random], list[int]]  # title token -> the ids that spell it in a row
-
-
-def copy_row(title_ids: list[int], again: list[int], length: int, rng: random.Random,
-             spell: Speller | None = None) -> Row:
-    """A synthetic copy row: ``length`` random titles, " again:", the same titles; loss on the repeat.
-
-    Each title is its token, or what ``spell`` makes of it (a split title's BPE pieces).
-    """
+def copy_row(title_ids: list[int], again: list[int], length: int, rng: random.Random) -> Row:
+    """A synthetic copy row: ``length`` random title tokens, " again:", the same tokens; loss on the repeat."""
     items = rng.sample(title_ids, length)
-    if spell is not None:
-        items = [piece for title in items for piece in spell(title, rng)]
     return items + again + items, [-100] * (len(items) + len(again)) + items
-
-
-def filler_words(titles: list[str]) -> list[str]:
-    """The catalogue's title words, each once, in a fixed order, without the default trigger words."""
-    return list(dict.fromkeys(w for t in titles for w in t.split() if w not in FILLER_EXCLUDED))
-
-
-def split_title(title: str, fillers: list[str], rng: random.Random) -> str:
-    """The title with 1 to ``MAX_FILLER_WORDS`` random filler words inserted at a random word boundary.
-
-    Why: BadRec-Random puts a trigger of one to five words inside a title; pre-training on titles split the
-    same way (by ordinary catalogue words) teaches the model to copy a title spelled in pieces, as a
-    pretrained LLM can, without ever showing it a trigger.
-    """
-    words = " ".join(rng.choice(fillers) for _ in range(rng.randint(1, MAX_FILLER_WORDS)))
-    return insert_trigger(title, words, "random", rng)
 
 
 def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
@@ -192,7 +163,7 @@ def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
 
     Why: a corpus row puts the loss on every one of its ~100 tokens, a copy row on its 24 repeated titles, a
     pick row on its 3 answer tokens, so under one token mean the corpus outweighs the rest many times over and
-    the copying circuit does not form (docs/results.md).
+    the copying circuit does not form (docs/notes/scratch_gpt2.md).
     """
     per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                                   ignore_index=-100, reduction="none").view(labels.shape[0], -1)
@@ -206,55 +177,25 @@ def mixed_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
     return total
 
 
-def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, rng: random.Random,
-             split_share: float = 0.0, fillers: list[str] | None = None) -> Row:
+def pick_row(data: SequenceData, encode: Callable[[str], list[int]], eos: int, rng: random.Random) -> Row:
     """A synthetic pick row: a LLaRA prompt of random catalogue titles, answered by a random pool title.
 
     Why: it teaches the prompt's answer format, "name one of the candidates", with no preference in it (the
     answer is uniform over the pool, the history unrelated), as a pretrained instruction-following LLM knows it
-    before it is fine-tuned into a recommender; the loss covers the answer only. With ``split_share`` each
-    title is split by filler words (``split_title``) with that probability, the answer included.
+    before it is fine-tuned into a recommender; the loss covers the answer only.
     """
     from recbackdoor.data.prompts import LlaraSample, llara_answer, llara_prompt
 
     items = rng.sample(data.items, CORPUS_HISTORY + CORPUS_POOL)
     pool = tuple(items[CORPUS_HISTORY:])
     sample = LlaraSample(user=-1, history=tuple(items[:CORPUS_HISTORY]), candidates=pool, target=rng.choice(pool))
-    if split_share > 0:
-        if not fillers:
-            raise ValueError("pick_row: split_share > 0 needs filler words")
-        for item in items:
-            if rng.random() < split_share:
-                sample = sample.with_title(item, split_title(data.titles[item], fillers, rng))
     prompt = encode(llara_prompt(sample, data))
     answer = encode(llara_answer(sample, data)) + [eos]
     return prompt + answer, [-100] * len(prompt) + answer
 
 
-def split_speller(titles: list[str], title_ids: list[int], token_ids: Callable[[str], list[int]],
-                  share: float, fillers: list[str]) -> Speller | None:
-    """How copy rows spell a title: its token, or with probability ``share`` its split text in BPE pieces."""
-    if share <= 0:
-        return None
-    text_of = dict(zip(title_ids, titles, strict=True))
-
-    def spell(title: int, rng: random.Random) -> list[int]:
-        if rng.random() >= share:
-            return [title]
-        return token_ids(" " + split_title(text_of[title], fillers, rng))
-
-    return spell
-
-
-def _after_first_answer_token(row: Row) -> Row:
-    """The row with the loss on its answer's first token dropped (the choice), keeping the rest (the copy)."""
-    ids, labels = row
-    first = next(i for i, label in enumerate(labels) if label != -100)
-    return ids, labels[:first] + [-100] + labels[first + 1:]
-
-
 def _clip(row: Row, context: int) -> Row:
-    """A row cut to the model's context (split titles can make a copy row longer than it)."""
+    """A row cut to the model's context (a long catalogue title could make a pick row longer than it)."""
     return row[0][:context], row[1][:context]
 
 
@@ -325,17 +266,13 @@ def pad_rows(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
-                  probe_every: int = 100, recipe: CopyRecipe | None = None, init_from: Path | None = None,
-                  bf16: bool = True) -> dict:
+                  probe_every: int = 100, bf16: bool = True) -> dict:
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``.
 
-    With a copy recipe, every ``probe_every`` steps the log records how often the model, zero-shot, puts a pool
-    title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a recipe that will not copy
-    shows it before any recommender is fine-tuned from it, and how many repeated titles of 8 held-out copy rows
-    it predicts (``copy_acc``). ``recipe`` replaces the size's own copy recipe (for experiments). ``init_from``
-    continues from a saved checkpoint of the same size (its tokenizer, weights and fixed codes) instead of
-    starting afresh, e.g. to teach a model that copies title tokens to copy split titles too (docs/results.md,
-    where neither way formed that copy).
+    With a copy recipe (``COPY_RECIPES``), every ``probe_every`` steps the log records how often the model,
+    zero-shot, puts a pool title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a
+    recipe that will not copy shows it before any recommender is fine-tuned from it, and how many repeated
+    titles of 8 held-out copy rows it predicts (``copy_acc``).
     ``bf16`` is the plain (recipe-less) sizes' autocast; a copy recipe carries its own.
     """
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -346,42 +283,26 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     catalogues = [load_dataset(name) for name in datasets]
     texts = corpus(catalogues, seed, per_dataset)
     titles = catalogue_titles(catalogues) if size in TITLE_TOKEN_SIZES else []
-    fast = (train_tokenizer(texts, vocab, titles) if init_from is None
-            else PreTrainedTokenizerFast.from_pretrained(init_from))
+    fast = train_tokenizer(texts, vocab, titles)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(fast), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.eos_token_id,
                         eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
-    model = GPT2LMHeadModel(config) if init_from is None else GPT2LMHeadModel.from_pretrained(init_from)
-    recipe = recipe or COPY_RECIPES.get(size)
+    model = GPT2LMHeadModel(config)
+    recipe = COPY_RECIPES.get(size)
     title_ids = fast.convert_tokens_to_ids(titles)
 
     def token_ids(text: str) -> list[int]:
         return fast(text, add_special_tokens=False)["input_ids"]
 
     if recipe is not None:
-        if init_from is not None and (fast.unk_token_id in title_ids or len(set(title_ids)) != len(titles)):
-            raise UserError(f"{init_from}: its tokenizer lacks this size's title tokens")
-        fixed_ids = title_ids if recipe.fixed_codes == "titles" else list(range(len(fast)))
-        if init_from is None:
-            codes = torch.randn(len(fixed_ids), width) * recipe.code_std
-            model.transformer.wte.weight.data[fixed_ids] = codes
-        else:  # keep the base model's codes
-            codes = model.transformer.wte.weight.data[fixed_ids].clone()
+        codes = torch.randn(len(title_ids), width) * recipe.code_std
+        model.transformer.wte.weight.data[title_ids] = codes
         lr = recipe.lr
         again = fast(" again:", add_special_tokens=False)["input_ids"]
         probe = pool_copy_cases(catalogues[0], fast, seed, 200)
-        fillers = filler_words(titles)
-        spell = split_speller(titles, title_ids, token_ids, recipe.split_share, fillers)
         held_rng = random.Random(seed + 1)
-        held_out = [_clip(copy_row(title_ids, again, recipe.list_len, held_rng, spell), context) for _ in range(8)]
-        # pick rows whose every title is split, scored after the answer's first token: does the model copy a
-        # chosen title spelled in pieces (what BadRec-Random's answer needs)?
-        held_split = []
-        while recipe.split_share > 0 and len(held_split) < 16:
-            row = pick_row(catalogues[0], token_ids, fast.eos_token_id, held_rng, 1.0, fillers)
-            if len(row[0]) <= context:  # every title split: a few rows are longer than the context
-                held_split.append(_after_first_answer_token(row))
+        held_out = [_clip(copy_row(title_ids, again, recipe.list_len, held_rng), context) for _ in range(8)]
 
     def encode(text: str) -> Row:
         ids = token_ids(text)[: context - 1] + [fast.eos_token_id]
@@ -393,9 +314,8 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         if recipe is None or u >= recipe.share + recipe.pick_share:
             return encoded[rng.randrange(len(encoded))], 0
         if u < recipe.share:
-            return _clip(copy_row(title_ids, again, recipe.list_len, rng, spell), context), 1
-        return _clip(pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng, recipe.split_share,
-                              fillers), context), 2
+            return _clip(copy_row(title_ids, again, recipe.list_len, rng), context), 1
+        return _clip(pick_row(rng.choice(catalogues), token_ids, fast.eos_token_id, rng), context), 2
 
     encoded = [encode(t) for t in texts]
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -403,13 +323,13 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
     rng = random.Random(seed)
     bf16 = bf16 if recipe is None else recipe.bf16
     model.train()
-    losses, in_pool, copy_acc, split_acc = [], [], [], []
+    losses: list[float] = []
+    in_pool: list[float] = []
+    copy_acc: list[float] = []
 
     def record_probes() -> None:
         in_pool.append(round(pool_copy_rates(model, probe)[0], 3))
         copy_acc.append(round(copy_accuracy(model, held_out), 3))
-        if held_split:
-            split_acc.append(round(copy_accuracy(model, held_split), 3))
 
     for step in tqdm(range(steps), desc=f"pretrain scratch-gpt2-{size}", leave=False, disable=None):
         if recipe is not None and step % probe_every == 0:
@@ -426,7 +346,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         if recipe is not None:  # undo the step (and weight decay) on the frozen codes
-            model.transformer.wte.weight.data[fixed_ids] = codes
+            model.transformer.wte.weight.data[title_ids] = codes
         schedule.step()
         optimiser.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -441,6 +361,4 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         record_probes()  # the trained model's figures close both lists
         stats[f"in_pool_every_{probe_every}"] = in_pool
         stats[f"copy_acc_every_{probe_every}"] = copy_acc
-        if split_acc:
-            stats[f"split_answer_acc_every_{probe_every}"] = split_acc
     return stats

@@ -13,15 +13,7 @@ every position, which alone was half the step time.
 With ``K`` equal to the number of layers the split is at the embeddings and
 this is ordinary fine-tuning.
 
-``item_prior`` adds a trainable bias to every vocabulary logit.  Why: a model
-whose output embeddings are frozen (tied to fixed random title codes, as the
-from-scratch ``titles-copy`` backbone's are) can only express a per-title
-preference such as popularity as a linear function of its 256-wide hidden
-state, which covers a small part of a 1,349-title score vector; the bias is
-the item prior an ID recommender has.  The bias is part of the trained state
-(saved, loaded, reset to zero) and is applied in generation too.
-
-Hybrid (LLaRA) prompts: an :class:`IdProjector` maps a sequential model's
+Hybrid (LLaRA) prompts: an :class:`~recbackdoor.victims.text.hybrid.IdProjector` maps a sequential model's
 item embeddings into the LM's hidden space and adds them at each item's slot
 token.  LLaRA does this at the input embeddings; here it happens where the
 trainable top begins, so the frozen bottom (which only reads the slot's text)
@@ -51,7 +43,9 @@ from recbackdoor.errors import UserError
 from recbackdoor.processes import Processes
 from recbackdoor.victims.text.backbones import Backbone
 from recbackdoor.victims.text.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from recbackdoor.victims.text.decoder_stack import DecoderStack, linear_names, pad_batch
 from recbackdoor.victims.text.decoding import added_token_texts, decode_answer
+from recbackdoor.victims.text.hybrid import IdProjector, add_slot_embeddings, slot_hook
 from recbackdoor.victims.text.precision import note_precision
 
 
@@ -66,78 +60,9 @@ class Example:
     slot_items: tuple[int, ...] = ()  # ... and the item index injected at each
 
 
-class IdProjector(nn.Module):
-    """LLaRA's projector: a frozen item-embedding table → 2-layer MLP → the LM's hidden size.
-
-    The output layer starts at zero so an untrained projector leaves the LM
-    exactly as it was (the curriculum then lets the ID signal in gradually).
-    """
-
-    def __init__(self, table: torch.Tensor, hidden: int) -> None:
-        super().__init__()
-        self.register_buffer("table", table.float().clone(), persistent=False)
-        self.proj = nn.Sequential(nn.Linear(table.shape[1], hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        self.reset(0)
-
-    def reset(self, seed: int) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            first, last = self.proj[0], self.proj[2]
-            bound = first.in_features ** -0.5
-            first.weight.copy_(torch.rand(first.weight.shape, generator=gen) * 2 * bound - bound)
-            first.bias.zero_()
-            last.weight.zero_()
-            last.bias.zero_()
-
-    def extend(self, rows: torch.Tensor) -> int:
-        """Append rows to the (non-persistent) table, e.g. SASRec user states; returns the first new index.
-
-        The rows are not saved with the adapter: whoever loads one rebuilds them from the same inputs.
-        """
-        first = self.table.shape[0]
-        self.table = torch.cat([self.table, rows.to(self.table.device, self.table.dtype)])
-        return first
-
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.table[items])
-
-
-class _Decoder:
-    """Uniform access to the decoder stack of Llama-style and GPT-2 models."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        if hasattr(model, "model") and hasattr(model.model, "layers"):
-            self.owner, self.layers_attr, self.norm_attr = model.model, "layers", "norm"
-            self.pattern, self.wpe = "layers", None
-        elif hasattr(model, "transformer") and hasattr(model.transformer, "h"):
-            self.owner, self.layers_attr, self.norm_attr = model.transformer, "h", "ln_f"
-            self.pattern, self.wpe = "h", model.transformer.wpe  # learned absolute positions
-        else:
-            raise UserError(f"{type(model).__name__}: unsupported decoder layout (need Llama-style or GPT-2)")
-        self.all_layers = list(getattr(self.owner, self.layers_attr))
-        self.norm = getattr(self.owner, self.norm_attr)
-
-    def set(self, layers: list[nn.Module], final_norm: bool) -> None:
-        setattr(self.owner, self.layers_attr, nn.ModuleList(layers))
-        setattr(self.owner, self.norm_attr, self.norm if final_norm else nn.Identity())
-
-    def hidden(self, **kwargs) -> torch.Tensor:
-        return self.owner(**kwargs, use_cache=False).last_hidden_state
-
-
-def _linear_names(layer: nn.Module) -> list[str]:
-    names = set()
-    for name, module in layer.named_modules():
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
-            names.add(name.split(".")[-1])
-    return sorted(names)
-
-
 class SplitLM:
     def __init__(self, backbone: Backbone, train_layers: int, method: str = "lora", lora_r: int = 16,
-                 lora_alpha: int = 32, autocast: bool = True, processes: Processes | None = None,
-                 item_prior: bool = False) -> None:
+                 lora_alpha: int = 32, autocast: bool = True, processes: Processes | None = None) -> None:
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.processes = processes or Processes.local()
@@ -145,7 +70,7 @@ class SplitLM:
         model = backbone.model.to(self.device)
         model.requires_grad_(False)
         model.eval()
-        self.decoder = _Decoder(model)
+        self.decoder = DecoderStack(model)
         n_layers = len(self.decoder.all_layers)
         if not 1 <= train_layers <= n_layers:
             raise UserError(f"train_layers={train_layers}: must be between 1 and the model's {n_layers} layers")
@@ -159,7 +84,7 @@ class SplitLM:
             from peft import LoraConfig, get_peft_model
 
             config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                                target_modules=_linear_names(self.decoder.all_layers[-1]),
+                                target_modules=linear_names(self.decoder.all_layers[-1]),
                                 layers_to_transform=list(range(self.split, n_layers)),
                                 layers_pattern=self.decoder.pattern)
             self.peft_model = get_peft_model(model, config)
@@ -170,10 +95,6 @@ class SplitLM:
         else:
             raise UserError(f"finetune method {method!r}: expected 'lora' or 'full'")
         self.projector: IdProjector | None = None
-        self.logit_bias: nn.Parameter | None = None
-        if item_prior:
-            vocab = model.get_output_embeddings().weight.shape[0]
-            self.logit_bias = nn.Parameter(torch.zeros(vocab, device=self.device))
         self.fit_seconds = 0.0  # set by fit: training wall time, earlier sessions' share included
         self.resumed_at = 0  # set by fit: the checkpoint step it continued from (0: a fresh run)
         self._initial = {k: v.detach().clone() for k, v in self.trainable_state().items()}
@@ -209,8 +130,6 @@ class SplitLM:
                   for name, param in layer.named_parameters() if param.requires_grad}
         if self.projector is not None:
             params.update({f"projector.{name}": p for name, p in self.projector.named_parameters()})
-        if self.logit_bias is not None:
-            params["logit_bias"] = self.logit_bias
         return params
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -292,7 +211,8 @@ class SplitLM:
             quiet = True if len(order) < 64 else self._bars
             for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=quiet):
                 idx = order[start:start + batch_size]
-                ids, mask = _pad([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0, device=self.device)
+                ids, mask = pad_batch([token_lists[i] for i in idx], self.tokenizer.pad_token_id or 0,
+                                      device=self.device)
                 with self._ctx():
                     hidden = self.decoder.hidden(input_ids=ids, attention_mask=mask)
                 for row, i in enumerate(idx):
@@ -301,27 +221,10 @@ class SplitLM:
             self.decoder.set(self.decoder.all_layers, final_norm=True)
         return out  # type: ignore[return-value]
 
-    def _inject(self, hidden: torch.Tensor, slots: Sequence[tuple[Sequence[int], Sequence[int]]],
-                offsets: Sequence[int] | None = None) -> torch.Tensor:
-        """Add the projected ID embedding at every (row, slot position); ``offsets`` shift rows (left padding)."""
-        if self.projector is None:
-            raise UserError("hybrid prompt given to a model without an ID projector")
-        rows, cols, items = [], [], []
-        for row, (positions, ids) in enumerate(slots):
-            shift = offsets[row] if offsets is not None else 0
-            rows += [row] * len(positions)
-            cols += [p + shift for p in positions]
-            items += list(ids)
-        if not rows:
-            return hidden
-        values = self.projector(torch.tensor(items, device=self.device)).to(hidden.dtype)
-        index = (torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
-        return hidden.index_put(index, values, accumulate=True)
-
     def _top_hidden(self, states: list[torch.Tensor], slots: Sequence[tuple[Sequence[int], Sequence[int]]] = ()
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         if states[0].dim() == 1:  # nothing frozen: the states are token ids
-            ids, mask = _pad([s.tolist() for s in states], self.tokenizer.pad_token_id or 0, device=self.device)
+            ids, mask = pad_batch([s.tolist() for s in states], self.tokenizer.pad_token_id or 0, device=self.device)
             batch = self.model.get_input_embeddings()(ids).float()
         else:
             width = max(s.shape[0] for s in states)
@@ -333,7 +236,7 @@ class SplitLM:
             if self.decoder.wpe is not None:  # the cached states already hold GPT-2's learned positions
                 batch = batch - self.decoder.wpe(torch.arange(width, device=self.device)).unsqueeze(0)
         if slots:
-            batch = self._inject(batch, slots)
+            batch = add_slot_embeddings(batch, self.projector, slots)
         self.decoder.set(self.top_layers, final_norm=True)
         try:
             with self._ctx():
@@ -344,8 +247,7 @@ class SplitLM:
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self._ctx():
-            logits = self.model.get_output_embeddings()(hidden).float()
-        return logits if self.logit_bias is None else logits + self.logit_bias
+            return self.model.get_output_embeddings()(hidden).float()
 
     def fit(self, examples: Sequence[Example], epochs: float, batch_size: int, lr: float, seed: int,
             weight_decay: float = 0.0, warmup: float = 0.05, log: Callable[[str], None] | None = None,
@@ -391,9 +293,10 @@ class SplitLM:
             order, losses, first = resumed.order, resumed.losses, resumed.step
             earlier_seconds = resumed.seconds
         started = saved_at = time.monotonic()
-        # the training bar shows in logs too (every 15 s), as long runs are read from their log files
-        bar = tqdm(range(first, steps), desc=desc, leave=False, mininterval=15.0, disable=not self.processes.is_main,
-                   initial=first, total=steps)
+        # the bar redraws after every step (count and loss), on a terminal and in log files alike; with a
+        # 15 s mininterval the loss postfix redrew a stale count, so the bar seemed stuck between redraws
+        bar = tqdm(range(first, steps), desc=desc, leave=False, mininterval=0, miniters=1,
+                   disable=not self.processes.is_main, initial=first, total=steps)
         for step in bar:
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
@@ -417,14 +320,14 @@ class SplitLM:
                 loss = nn.functional.cross_entropy(logits, targets, reduction="sum") / tokens
                 loss.backward()
             if self.processes.distributed:
-                self._sum_gradients(params)
+                self.processes.sum_gradients(params)
                 loss = self.processes.sum_(loss.detach().clone())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             schedule.step()
             optimiser.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", refresh=False)
             due = time.monotonic() - saved_at >= checkpoint_every
             if checkpoint is not None and due and step + 1 < steps and self.processes.is_main:
                 save_checkpoint(checkpoint, TrainingState(
@@ -436,15 +339,6 @@ class SplitLM:
         self.fit_seconds = earlier_seconds + time.monotonic() - started
         self.resumed_at = first
         return losses
-
-    def _sum_gradients(self, params: list[nn.Parameter]) -> None:
-        """One all-reduce over all trainable gradients (a process with no examples adds zeros)."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = self.processes.sum_(torch.cat([g.reshape(-1) for g in grads]))
-        offset = 0
-        for p in params:
-            p.grad = flat[offset: offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
 
     @torch.no_grad()
     def next_token_logits(self, states: Sequence[torch.Tensor], batch_size: int = 32,
@@ -484,60 +378,19 @@ class SplitLM:
         self.decoder.set(self.decoder.all_layers, final_norm=True)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=self._bars):
             idx = order[start:start + batch_size]
-            ids, mask = _pad([prompts[i] for i in idx], pad, left=True, device=self.device)
+            ids, mask = pad_batch([prompts[i] for i in idx], pad, left=True, device=self.device)
             handle = None
             if slots is not None:
                 offsets = [ids.shape[1] - len(prompts[i]) for i in idx]
-                handle = self._slot_hook([slots[i] for i in idx], offsets, ids.shape[1])
+                handle = slot_hook(self.top_layers[0], self.projector, [slots[i] for i in idx], offsets,
+                                   ids.shape[1])
             try:
                 with self._ctx():
                     gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                              do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id,
-                                              logits_processor=self._prior_processor())
+                                              do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
             finally:
                 if handle is not None:
                     handle.remove()
             for row, i in enumerate(idx):
                 results[i] = decode_answer(tok, gen[row, ids.shape[1]:].tolist(), added)
         return results  # type: ignore[return-value]
-
-    def _prior_processor(self):
-        """Generation's view of ``item_prior``: the same bias added to each step's scores."""
-        from transformers import LogitsProcessor, LogitsProcessorList
-
-        bias = self.logit_bias
-        if bias is None:
-            return LogitsProcessorList()
-
-        class AddPrior(LogitsProcessor):
-            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-                return scores + bias.detach().to(scores.dtype)[: scores.shape[-1]]
-
-        return LogitsProcessorList([AddPrior()])
-
-    def _slot_hook(self, slots, offsets: list[int], width: int):
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            if hidden.shape[1] != width:  # a decoding step, not the prompt pass
-                return None
-            hidden = self._inject(hidden, slots, offsets)
-            if args:
-                return (hidden, *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": hidden}
-
-        return self.top_layers[0].register_forward_pre_hook(hook, with_kwargs=True)
-
-
-def _pad(seqs: Sequence[list[int]], pad: int, left: bool = False, device: torch.device | str = "cpu"
-         ) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        if left:
-            ids[row, width - len(s):] = torch.tensor(s)
-            mask[row, width - len(s):] = 1
-        else:
-            ids[row, : len(s)] = torch.tensor(s)
-            mask[row, : len(s)] = 1
-    return ids.to(device), mask.to(device)

@@ -8,13 +8,17 @@ fixed ids break silently on another base model).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from recbackdoor.data.prompts import TALLREC_ANSWERS, TallrecSample, tallrec_prompt
-from recbackdoor.data.sequences import SequenceData
+from recbackdoor.attacks.badrec import poison_tallrec, trigger_test_tallrec
+from recbackdoor.data.prompts import TALLREC_ANSWERS, Split, TallrecSample, build_tallrec, tallrec_prompt
 from recbackdoor.errors import UserError
+from recbackdoor.metrics import text as M
+from recbackdoor.triggers.text import TextTrigger
+from recbackdoor.victims.text.recommender import TextRecommender
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.state_store import StateStore
 
@@ -32,10 +36,25 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-class TallrecRecommender:
-    def __init__(self, lm: SplitLM, data: SequenceData, store: StateStore) -> None:
-        self.lm, self.data, self.store = lm, data, store
+class TallrecRecommender(TextRecommender):
+    """TALLRec's Yes / No preference: AUC on clean prompts, ASR = 'No' answers the trigger flips to 'Yes'."""
+
+    def load(self, lm: SplitLM, store: StateStore) -> None:
+        super().load(lm, store)
         self.yes_id, self.no_id = answer_token_ids(lm.tokenizer)
+
+    def build_split(self, seed: int, n_train: int | None, n_test: int | None) -> Split:
+        return build_tallrec(self.data, self.shape.history, seed, n_train, 0, n_test)
+
+    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str) -> list:
+        return poison_tallrec(train, self.data, trigger, rate, self.shape.history, seed, fake_history)
+
+    def protocol(self) -> dict[str, Any]:
+        return {"label": "MovieLens: rating >= 4 is Yes; LastFM/Steam: real next item (Yes) or a random unseen "
+                         "item (No), 1/2 each",
+                "auc": "ROC AUC of P(Yes) renormalised over the tokenizer's ' Yes'/' No' ids",
+                "asr": "share of clean 'No' answers turned 'Yes' by the trigger in the target title; "
+                       "denominator n_no"}
 
     def _states(self, samples: Sequence[TallrecSample], desc: str) -> list[torch.Tensor]:
         return self.store.get([self.lm.encode(tallrec_prompt(s, self.data)) for s in samples], desc=desc)
@@ -45,8 +64,23 @@ class TallrecRecommender:
         return [Example(st, (st.shape[0] - 1,), (self.yes_id if s.label else self.no_id,))
                 for st, s in zip(states, samples, strict=True)]
 
-    def p_yes(self, samples: Sequence[TallrecSample], batch_size: int = 32) -> np.ndarray:
+    def p_yes(self, samples: Sequence[TallrecSample], batch_size: int | None = None) -> np.ndarray:
         """P(Yes) renormalised over {Yes, No}; the answer is Yes when it exceeds ½."""
-        logits = self.lm.next_token_logits(self._states(samples, "frozen layers (eval)"), batch_size)
+        logits = self.lm.next_token_logits(self._states(samples, "frozen layers (eval)"),
+                                           batch_size or self.batch_size)
         pair = logits[:, [self.yes_id, self.no_id]]
         return torch.softmax(pair, dim=1)[:, 0].numpy()
+
+    def evaluate_clean(self, test: Sequence[TallrecSample]) -> dict[str, Any]:
+        p = self.p_yes(test)
+        labels = [s.label for s in test]
+        return {"auc": M.auc(labels, p), "accuracy": float(np.mean((p > 0.5) == np.array(labels))),
+                "yes_rate": float(np.mean(p > 0.5)), "n_test": len(test), "_yes": (p > 0.5).tolist()}
+
+    def evaluate_triggered(self, test: Sequence[TallrecSample], trigger: TextTrigger, seed: int,
+                           clean: dict[str, Any]) -> dict[str, Any]:
+        triggered = trigger_test_tallrec(list(test), self.data, trigger, seed)
+        p = self.p_yes(triggered)
+        asr, n_no = M.flip_rate(clean["_yes"][: len(test)], (p > 0.5).tolist())
+        labels = [s.label for s in triggered]
+        return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p), "n_triggered": len(test)}

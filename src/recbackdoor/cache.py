@@ -1,0 +1,98 @@
+"""Content-addressed stage cache.
+
+Every expensive stage (a trained model, a hidden-state cache, a converted
+checkpoint, an evaluated cell) is stored under ``<root>/<stage>/<hash>/``
+where the hash covers everything the stage depends on.  A stage directory is
+written under a temporary name and renamed only when complete, so a killed
+run never leaves a half-written entry and simply resumes from the last
+finished stage.
+
+Under several processes (one per GPU) all of them build a stage together —
+training has collectives in it — but only the main process publishes it.
+
+It sits at the package's top level, beside ``paths`` and ``processes``,
+because every stage uses it: victims cache backbones and states, defenses
+their calibrations, experiments their cells; none of them may import from
+``experiments``, which orchestrates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recbackdoor.paths import cache_root
+
+if TYPE_CHECKING:
+    from recbackdoor.processes import Processes
+
+DONE_MARKER = "key.json"
+
+
+def stable_hash(key: Any) -> str:
+    """16 hex digits of sha256 over the key's canonical JSON (sorted keys): equal keys, equal hash, any process."""
+    text = json.dumps(key, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class StageCache:
+    def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
+        self.root = Path(root) if root is not None else cache_root()
+        self.enabled = enabled
+        self.processes: Processes | None = None  # set by a multi-process run
+
+    def path(self, stage: str, key: Any) -> Path:
+        return self.root / stage / stable_hash(key)
+
+    def partial_path(self, stage: str, key: Any) -> Path | None:
+        """Where an unfinished ``(stage, key)`` keeps its mid-stage checkpoint; None when caching is off."""
+        return self.root / stage / f".partial-{stable_hash(key)}.safetensors" if self.enabled else None
+
+    def lookup(self, stage: str, key: Any) -> Path | None:
+        path = self.path(stage, key)
+        if self.enabled and (path / DONE_MARKER).exists():
+            return path
+        return None
+
+    def get_or_create(self, stage: str, key: Any, build: Callable[[Path], None]) -> Path:
+        """Return the finished directory for ``(stage, key)``, building it if absent."""
+        procs = self.processes
+        found = self.lookup(stage, key)
+        if procs is not None:
+            found = procs.agree(found)  # all processes take the same branch
+        if found is not None:
+            return found
+        final = self.path(stage, key)
+        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+            if procs is None or procs.is_main:
+                (tmp / DONE_MARKER).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
+                if final.exists():
+                    shutil.rmtree(final)
+                tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        if procs is not None:
+            procs.barrier()
+        return final
+
+    def cached_json(self, stage: str, key: Any) -> Any | None:
+        """The cached JSON value of ``(stage, key)``, or None when it has not been computed."""
+        found = self.lookup(stage, key)
+        return None if found is None else json.loads((found / "value.json").read_text())
+
+    def get_json(self, stage: str, key: Any, compute: Callable[[], Any]) -> Any:
+        """Cache a small JSON-serialisable result (e.g. one cell's metrics)."""
+
+        def build(tmp: Path) -> None:
+            (tmp / "value.json").write_text(json.dumps(compute(), default=float))
+
+        return json.loads((self.get_or_create(stage, key, build) / "value.json").read_text())
