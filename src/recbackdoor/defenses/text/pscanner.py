@@ -11,7 +11,6 @@ finished round is saved, so a killed run resumes at the next round.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -21,13 +20,14 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from recbackdoor.data.benign_titles import augment_benign, netflix_split
 from recbackdoor.defenses.text.augmentation_agent import AugmentationAgent
+from recbackdoor.defenses.text.calibration import calibrate_threshold as clean_budget_threshold
 from recbackdoor.defenses.text.llm_scanner import LLMScanner, LoraSettings, add_lora
 from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream, poison_title
+from recbackdoor.metrics.scanner import auroc
 from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
 
@@ -64,9 +64,7 @@ def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float) -> float:
     """The smallest threshold at which at most ``target_fpr`` of these benign scores are flagged (score > t)."""
     if not 0 < target_fpr < 1:
         raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
-    ordered = np.sort(np.asarray(benign_scores, dtype=np.float64))[::-1]
-    allowed = int(np.floor(target_fpr * len(ordered)))
-    return float(ordered[allowed]) if allowed < len(ordered) else float(ordered[-1])
+    return clean_budget_threshold(benign_scores, target_fpr)
 
 
 def netflix_fingerprint() -> str:
@@ -75,7 +73,7 @@ def netflix_fingerprint() -> str:
     return NETFLIX_FILES[0].sha256
 
 
-def _validation_sets(titles, sampler, agent_pool, per_kind: int, seed: int) -> dict[str, list[str]]:
+def validation_sets(titles, sampler, agent_pool, per_kind: int, seed: int) -> dict[str, list[str]]:
     rng = random.Random(seed)
     benign = [augment_benign(rng.choice(titles), rng) for _ in range(per_kind)]
     initial = [poison_title(augment_benign(rng.choice(titles), rng), sampler.sample(rng, rng.randint(1, 2)).text, rng)
@@ -85,10 +83,6 @@ def _validation_sets(titles, sampler, agent_pool, per_kind: int, seed: int) -> d
         out["agent"] = [poison_title(augment_benign(rng.choice(titles), rng), rng.choice(agent_pool).text, rng)
                         for _ in range(per_kind)]
     return out
-
-
-def _auroc(benign: np.ndarray, poisoned: np.ndarray) -> float:
-    return float(roc_auc_score(np.r_[np.zeros(len(benign)), np.ones(len(poisoned))], np.r_[benign, poisoned]))
 
 
 def train_pscanner(config: PScannerConfig, out: Path) -> dict:
@@ -162,11 +156,11 @@ def train_pscanner(config: PScannerConfig, out: Path) -> dict:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", r=f"{share:.2f}", refresh=False)
         info["loss_first10"] = float(np.mean(losses[:10]))
         info["loss_last10"] = float(np.mean(losses[-10:]))
-        val = _validation_sets(split.validation, sampler, pool, config.validation_per_kind, config.seed + round_no)
+        val = validation_sets(split.validation, sampler, pool, config.validation_per_kind, config.seed + round_no)
         scores = {k: scanner.score(v) for k, v in val.items()}
-        info["val_auroc_initial"] = _auroc(scores["benign"], scores["initial"])
+        info["val_auroc_initial"] = auroc(scores["benign"], scores["initial"])
         if "agent" in scores:
-            info["val_auroc_agent"] = _auroc(scores["benign"], scores["agent"])
+            info["val_auroc_agent"] = auroc(scores["benign"], scores["agent"])
         if agent is not None and round_no < config.rounds and round_no < last_round:  # eq. 8 feeds the next round
             decision = 0.5 if config.adversarial_decision == "answer" else float(np.quantile(scores["benign"], 0.95))
             info.update(_adversarial_step(agent, agent_optimizer, scanner, pool, split.validation, sampler, config,
@@ -238,9 +232,6 @@ def _load_adapter(model, path: Path) -> None:
 
     set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
 
-
-def config_fingerprint(config: PScannerConfig) -> str:
-    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def export_llm_scanner(adapter: Path | None, out: Path, seed: int = 0, calibration_titles: int = 1000,

@@ -16,9 +16,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from recbackdoor.data.benign_titles import augment_benign, netflix_split
-from recbackdoor.defenses.text.pscanner import _auroc, _validation_sets, calibrate_threshold, netflix_fingerprint
+from recbackdoor.defenses.text.pscanner import calibrate_threshold, netflix_fingerprint, validation_sets
 from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream
 from recbackdoor.defenses.text.student import StudentNet, StudentScorer, StudentShape, reduced_token_table
+from recbackdoor.metrics.scanner import auroc
 from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
 
@@ -84,7 +85,7 @@ def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTr
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
     net.eval()
-    val = _validation_sets(split.validation, sampler, list(agent_pool), config.validation_per_kind, config.seed + 99)
+    val = validation_sets(split.validation, sampler, list(agent_pool), config.validation_per_kind, config.seed + 99)
     scores = {k: scorer.score(v) for k, v in val.items()}
     calibration = [augment_benign(t, random.Random(f"{config.seed}:cal:{i}"))
                    for i, t in enumerate(split.calibration[:config.calibration_titles])]
@@ -95,10 +96,10 @@ def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTr
         "netflix_sha256": netflix_fingerprint(), "agent_pool": len(agent_pool),
         "distilled_from": None if teacher is None else len(teacher[0]),
         "train_seconds": time.time() - started, "loss_last50": float(np.mean(losses[-50:])),
-        "val_auroc_initial": _auroc(scores["benign"], scores["initial"]),
+        "val_auroc_initial": auroc(scores["benign"], scores["initial"]),
     }
     if "agent" in scores:
-        record["val_auroc_agent"] = _auroc(scores["benign"], scores["agent"])
+        record["val_auroc_agent"] = auroc(scores["benign"], scores["agent"])
     scorer.save(out)
     (out / "scanner.json").write_text(json.dumps(record, indent=1, ensure_ascii=False))
     return record
