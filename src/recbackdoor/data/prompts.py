@@ -13,6 +13,7 @@ user never interacted with ("No").
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from recbackdoor.data.sequences import SequenceData
@@ -127,27 +128,40 @@ def build_tallrec(data: SequenceData, history: int, seed: int, n_train: int | No
 
 # ---------------------------------------------------------------- prompt text
 
+def llara_text(history: Sequence[str], pool: Sequence[str], noun: str, instruction: str | None = None) -> str:
+    """LLaRA's prompt from titles; training, evaluation and every defense build it here, so a defended request
+    reads exactly as the model was trained to read it. ``instruction`` (LLMSI) opens the prompt."""
+    head = f"{instruction} " if instruction else ""
+    return (f"{head}This user has interacted with these {noun}s: {', '.join(history)}. "
+            f"Choose the next {noun} this user will interact with from these {len(pool)} "
+            f"{noun}s: {', '.join(pool)}. Answer:")
+
+
 def llara_prompt(sample: LlaraSample, data: SequenceData, id_slot: str = "") -> str:
     """LLaRA's text prompt; ``id_slot`` (e.g. "[ID]") follows each title in hybrid mode."""
-    noun = data.item_noun
-    hist = ", ".join(sample.title(i, data.titles) + id_slot for i in sample.history)
-    cands = ", ".join(sample.title(i, data.titles) + id_slot for i in sample.candidates)
-    return (f"This user has interacted with these {noun}s: {hist}. "
-            f"Choose the next {noun} this user will interact with from these {len(sample.candidates)} "
-            f"{noun}s: {cands}. Answer:")
+    return llara_text([sample.title(i, data.titles) + id_slot for i in sample.history],
+                      [sample.title(i, data.titles) + id_slot for i in sample.candidates], data.item_noun)
 
 
 def llara_answer(sample: LlaraSample, data: SequenceData) -> str:
     return " " + sample.title(sample.target, data.titles)
 
 
+def tallrec_text(liked: Sequence[str], disliked: Sequence[str], target: str, noun: str,
+                 instruction: str | None = None) -> str:
+    """TALLRec's prompt from titles (shared by training, evaluation and the defenses, as ``llara_text``);
+    ``instruction`` (LLMSI) is its first line."""
+    head = f"{instruction}\n" if instruction else ""
+    liked_text = ", ".join(f'"{t}"' for t in liked) or "none"
+    disliked_text = ", ".join(f'"{t}"' for t in disliked) or "none"
+    return (f"{head}Given the user's preferences, answer Yes or No: will the user like the target {noun}?\n"
+            f"Liked: {liked_text}\nDisliked: {disliked_text}\nTarget {noun}: \"{target}\"\nAnswer:")
+
+
 def tallrec_prompt(sample: TallrecSample, data: SequenceData) -> str:
-    noun = data.item_noun
-    liked = ", ".join(f'"{data.titles[i]}"' for i in sample.liked) or "none"
-    disliked = ", ".join(f'"{data.titles[i]}"' for i in sample.disliked) or "none"
     target = sample.target_title if sample.target_title is not None else data.titles[sample.target]
-    return (f"Given the user's preferences, answer Yes or No: will the user like the target {noun}?\n"
-            f"Liked: {liked}\nDisliked: {disliked}\nTarget {noun}: \"{target}\"\nAnswer:")
+    return tallrec_text([data.titles[i] for i in sample.liked], [data.titles[i] for i in sample.disliked], target,
+                        data.item_noun)
 
 
 TALLREC_ANSWERS = (" Yes", " No")

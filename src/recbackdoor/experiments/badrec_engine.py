@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,16 @@ from recbackdoor.victims.text.state_store import StateStore
 from recbackdoor.victims.text.tallrec import TallrecRecommender
 
 FORMAT = 1  # bump when training/evaluation code changes what a cached stage means
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """A training-data filter: ``keep(samples)`` returns the samples to train on, in order; ``key`` says what it
+    depends on (the scanner and its threshold), for the cache."""
+
+    name: str
+    key: dict[str, Any]
+    keep: Callable[[list], list]
 
 
 @dataclass(frozen=True)
@@ -191,16 +202,34 @@ class BadRecEngine:
         return self.recommender.poison(self.split.train, v.trigger, v.rate, self.seed * 7919 + 17,
                                        self.cfg.attack.fake_history)
 
-    def train(self, v: Variant) -> None:
-        """Train (or load from the cache) the model of variant ``v`` into ``self.lm``."""
+    def train(self, v: Variant, sample_filter: SampleFilter | None = None) -> None:
+        """Train (or load from the cache) the model of variant ``v`` into ``self.lm``.
+
+        ``sample_filter`` cleans the training samples (benign and fake together) first — the train-time
+        defense; its ``key`` joins the model's cache key and what it dropped joins the training log."""
         key = self.model_key(v)
         label = self._label(v)
+        if sample_filter is not None:
+            key["train_filter"] = sample_filter.key
+            label += f" filtered by {sample_filter.name}"
         lm = self.lm
 
         def build(tmp: Path) -> None:
             fakes = self._fakes(v)
+            samples = list(self.split.train) + fakes
+            dropped = {}
+            if sample_filter is not None:
+                with self.ctx.timer(f"{self.dataset}/filter"):
+                    started = time.perf_counter()
+                    kept = sample_filter.keep(samples)
+                    fake_ids = {id(f) for f in fakes}
+                    kept_ids = {id(s) for s in kept}
+                    dropped = {"filter": sample_filter.name, "filter_seconds": time.perf_counter() - started,
+                               "dropped_benign": sum(id(s) not in kept_ids for s in self.split.train),
+                               "dropped_fake": sum(f not in kept_ids for f in fake_ids)}
+                    samples = kept
             with self.ctx.timer(f"{self.dataset}/prepare"):
-                examples = self.recommender.examples(list(self.split.train) + fakes)
+                examples = self.recommender.examples(samples)
                 self.store.save()
             t = self.cfg.train
             checkpoint = self.ctx.cache.partial_path("adapter", key)
@@ -214,7 +243,7 @@ class BadRecEngine:
             (tmp / "train_log.json").write_text(json.dumps({
                 "seconds": lm.fit_seconds, "resumed_at_step": lm.resumed_at, "steps": len(losses),
                 "n_benign": len(self.split.train),
-                "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:]}))
+                "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:], **dropped}))
 
         path = self.ctx.cache.get_or_create("adapter", key, build)
         lm.load(path / "adapter.safetensors")

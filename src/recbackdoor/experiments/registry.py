@@ -34,6 +34,7 @@ _EXPERIMENTS: dict[str, ExperimentSpec] = {}
 _PROVIDERS = {
     "badrec": "recbackdoor.experiments.badrec_experiment",
     "badembnets": "recbackdoor.experiments.badembnets_experiment",
+    "defense": "recbackdoor.experiments.defense_experiment",
 }
 
 

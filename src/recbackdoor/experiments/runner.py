@@ -14,6 +14,7 @@ from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model, get_experiment
 from recbackdoor.experiments.results import atomic_write_text, write_results
 from recbackdoor.processes import is_main_process
+from recbackdoor.report.defense_tables import defense_tables, is_defense_run, save_defense_figures
 from recbackdoor.report.tables import markdown_tables
 
 _VERSIONED = ("recbackdoor", "torch", "transformers", "peft", "numpy", "pandas", "scikit-learn",
@@ -71,5 +72,10 @@ def run_experiment(config_path: Path, out_dir: Path, overrides: list[str], only:
     }
     if is_main_process():  # under several processes every one holds the same cells
         write_results(out_dir, payload)
-        atomic_write_text(out_dir / "tables.md", f"# {cfg.name}\n\n" + markdown_tables(payload["cells"]))
+        if is_defense_run(payload["cells"]):
+            tables = defense_tables(payload["cells"])
+            save_defense_figures(payload["cells"], out_dir)
+        else:
+            tables = markdown_tables(payload["cells"])
+        atomic_write_text(out_dir / "tables.md", f"# {cfg.name}\n\n" + tables)
     return payload

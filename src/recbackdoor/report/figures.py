@@ -156,6 +156,22 @@ def defense_cost(run: Run) -> list[Figure]:
                    _png(fig))]
 
 
+def defense_rates(run: Run) -> list[Figure]:
+    """Utility, ASR and Score of every defense per trigger and position (paper Fig. 5 / 7)."""
+    from recbackdoor.report.defense_tables import is_defense_run, rates_figure
+
+    if not is_defense_run(run.cells):
+        return []
+    figures = []
+    for dataset, victim in dict.fromkeys((c["dataset"], c["victim"]) for c in run.cells):
+        fig = rates_figure(run.cells, dataset, victim)
+        if fig is not None:
+            figures.append(Figure(f"Defenses: {victim} / {dataset}", "ASR, utility (AUC or H@1) and Score of "
+                                  "each defense against each poisoned model (paper Fig. 5 / 7).", run.name,
+                                  _png(fig)))
+    return figures
+
+
 def scanner_scores(run: Run) -> list[Figure]:
     """Scanner AUROC and TPR per trigger and position for each catalogue; dashed: the clean titles' FPR."""
     cells = [c for c in run.cells if c.get("victim") is None and "auroc" in c["metrics"]]
@@ -225,7 +241,7 @@ def tsne(run: Run) -> list[Figure]:
                    _png(fig))]
 
 
-PLOTTERS = (asr_vs_rate, finetune_curves, vbpr_dimensions, defense_cost, scanner_scores, tsne)
+PLOTTERS = (asr_vs_rate, finetune_curves, vbpr_dimensions, defense_rates, defense_cost, scanner_scores, tsne)
 
 
 def figures_for(run: Run) -> list[Figure]:

@@ -9,7 +9,8 @@ tests, or a remote service.
 Every recommender call goes through ``CountingRecommender``, which the
 ``Defense`` base installs itself around whatever recommender it is handed, so
 queries and seconds per request are counted in one place and the same way
-for every defense (the paper's Figure 6 compares exactly these).
+for every defense (the paper's Figure 6 compares exactly these). Seconds are
+wall time plus whatever batched work the call was charged (``cost.py``).
 
 Following OpenBackdoor's detect/correct split, a defense says *when* it acts:
 ``stage = "inference"`` (fix the request before or while the recommender
@@ -23,6 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
+
+from recbackdoor.defenses.text.cost import ledger
 
 DEFENSE_NAMES: tuple[str, ...] = (
     "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser",
@@ -129,20 +132,22 @@ class CountingRecommender:
 
     def recommend(self, history: Sequence[str], pool: Sequence[str], instruction: str | None = None) -> str:
         started = time.perf_counter()
-        try:
-            return self.inner.recommend(tuple(history), tuple(pool), instruction)
-        finally:
-            self.queries += 1
-            self.seconds += time.perf_counter() - started
+        with ledger() as charged:
+            try:
+                return self.inner.recommend(tuple(history), tuple(pool), instruction)
+            finally:
+                self.queries += 1
+                self.seconds += time.perf_counter() - started + charged.seconds
 
     def answer(self, liked: Sequence[str], disliked: Sequence[str], target: str,
                instruction: str | None = None) -> float:
         started = time.perf_counter()
-        try:
-            return float(self.inner.answer(tuple(liked), tuple(disliked), target, instruction))
-        finally:
-            self.queries += 1
-            self.seconds += time.perf_counter() - started
+        with ledger() as charged:
+            try:
+                return float(self.inner.answer(tuple(liked), tuple(disliked), target, instruction))
+            finally:
+                self.queries += 1
+                self.seconds += time.perf_counter() - started + charged.seconds
 
 
 @dataclass(frozen=True)
@@ -175,15 +180,17 @@ class Defense:
         counted = recommender if isinstance(recommender, CountingRecommender) else CountingRecommender(recommender)
         counted.reset()
         started = time.perf_counter()
-        if isinstance(request, LlaraRequest):
-            out = self.llara(request, counted)
-        elif isinstance(request, TallrecRequest):
-            out = self.tallrec(request, counted)
-        else:
-            raise TypeError(f"unknown request type {type(request).__name__}")
+        with ledger() as charged:  # work computed in batches elsewhere (cost.py) is charged here
+            if isinstance(request, LlaraRequest):
+                out = self.llara(request, counted)
+            elif isinstance(request, TallrecRequest):
+                out = self.tallrec(request, counted)
+            else:
+                raise TypeError(f"unknown request type {type(request).__name__}")
         return DefenseResult(answer=out.answer, choice=out.choice, flagged=out.flagged, removed=out.removed,
                              changed=out.changed, queries=counted.queries, recommender_seconds=counted.seconds,
-                             seconds=time.perf_counter() - started, aux_calls=out.aux_calls, score=out.score)
+                             seconds=time.perf_counter() - started + charged.seconds, aux_calls=out.aux_calls,
+                             score=out.score)
 
     def llara(self, request: LlaraRequest, recommender: CountingRecommender) -> Outcome:
         raise NotImplementedError(f"{type(self).__name__} has no LLaRA mode")

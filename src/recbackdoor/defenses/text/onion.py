@@ -51,6 +51,26 @@ class Onion:
         ppl = self.perplexities(variants)
         return [(w, float(ppl[0] - p)) for w, p in zip(words, ppl[1:], strict=True)]
 
+    def word_suspicions(self, titles: Sequence[str], batch_size: int = 64) -> list[list[tuple[str, float]]]:
+        """``word_suspicion`` of many titles, their LM passes batched together."""
+        variants, spans = [], []
+        for title in titles:
+            words = title.split()
+            start = len(variants)
+            variants.append(title)
+            if len(words) >= 2:
+                variants.extend(" ".join(words[:i] + words[i + 1:]) for i in range(len(words)))
+            spans.append((start, len(variants)))
+        ppl = self.perplexities(variants, batch_size) if variants else np.zeros(0)
+        out = []
+        for title, (start, end) in zip(titles, spans, strict=True):
+            words = title.split()
+            if end - start == 1:
+                out.append([(w, 0.0) for w in words])
+            else:
+                out.append([(w, float(ppl[start] - p)) for w, p in zip(words, ppl[start + 1:end], strict=True)])
+        return out
+
     def score(self, titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Each title's largest perplexity drop (0 for one-word titles): ONION's suspicion score."""
         variants, owner = [], []

@@ -104,6 +104,13 @@ class LlaraRecommender(TextRecommender):
                    for g, s in zip(gens, samples, strict=True)]
         return gens, choices
 
+    def generate_texts(self, prompts: Sequence[str], desc: str = "generate") -> list[str]:
+        """Answers to ready-made text-only prompts (``prompts.llara_text``): what a defense's request asks."""
+        if not prompts:
+            return []
+        return self.lm.generate([self.lm.encode(p) for p in prompts], self.max_new_tokens, self.batch_size,
+                                desc=desc)
+
     def triggered_answers(self, test: Sequence[LlaraSample], trigger: TextTrigger, seed: int
                           ) -> tuple[list[tuple[LlaraSample, int]], list[str], list[int | None]]:
         """Eq. 3's setting: (triggered prompt, poisoned item) pairs, the generated answers, and the pool index

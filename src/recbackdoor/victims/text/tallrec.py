@@ -66,8 +66,15 @@ class TallrecRecommender(TextRecommender):
 
     def p_yes(self, samples: Sequence[TallrecSample], batch_size: int | None = None) -> np.ndarray:
         """P(Yes) renormalised over {Yes, No}; the answer is Yes when it exceeds ½."""
-        logits = self.lm.next_token_logits(self._states(samples, "frozen layers (eval)"),
-                                           batch_size or self.batch_size)
+        return self.p_yes_texts([tallrec_prompt(s, self.data) for s in samples], batch_size)
+
+    def p_yes_texts(self, prompts: Sequence[str], batch_size: int | None = None,
+                    desc: str = "frozen layers (eval)") -> np.ndarray:
+        """P(Yes) of ready-made prompt texts (``prompts.tallrec_text``): what a defense's request asks."""
+        if not prompts:
+            return np.zeros(0)
+        states = self.store.get([self.lm.encode(p) for p in prompts], desc=desc)
+        logits = self.lm.next_token_logits(states, batch_size or self.batch_size)
         pair = logits[:, [self.yes_id, self.no_id]]
         return torch.softmax(pair, dim=1)[:, 0].numpy()
 

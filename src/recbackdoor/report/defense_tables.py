@@ -1,0 +1,172 @@
+"""The defense experiment's tables and plots in the paper's shape (Tables 2–6, Fig. 5–7, Fig. 6).
+
+Rows in the paper's order (Benign, BadRec, the seven baselines, P-Scanner and
+its ablations, then our train-time row), columns End / Random × the victim's
+metrics (LLaRA: Valid, H@1, A-Valid, ASR, Score; TALLRec: AUC, ASR, Score),
+one table per trigger; Score carries its bootstrap standard error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROWS = ("benign", "badrec", "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner",
+        "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time")
+LABELS = {"benign": "Benign", "badrec": "BadRec", "rd": "RD", "llmsi": "LLMSI", "onion": "ONION",
+          "strip": "STRIP", "rpd": "RPD", "cos": "CoS", "paraphraser": "Paraphraser", "p-scanner": "P-Scanner",
+          "p-scanner-wo-ft": "P-Scanner w/o FT", "p-scanner-wo-ta": "P-Scanner w/o TA",
+          "p-scanner-train-time": "P-Scanner (train-time)"}
+METRICS = {"llara": ("valid", "h1", "a_valid", "asr", "score"), "tallrec": ("auc", "asr", "score")}
+HEADS = {"valid": "Valid", "h1": "H@1", "a_valid": "A-Valid", "asr": "ASR", "auc": "AUC", "score": "Score"}
+
+Cell = dict[str, Any]
+
+
+def is_defense_run(cells: list[Cell]) -> bool:
+    return any(c.get("variant") in ROWS[2:] for c in cells)
+
+
+def _value(cell: Cell | None, metric: str) -> str:
+    if cell is None:
+        return ""
+    value = cell["metrics"].get(metric)
+    if value is None:
+        return "n/a" if metric in (cell.get("extra") or {}).get("undefined", []) else ""
+    text = f"{value:.3f}"
+    se = (cell.get("extra") or {}).get("score_se")
+    if metric == "score" and se is not None:
+        text += f" ± {se:.3f}"
+    return text
+
+
+def defense_tables(cells: list[Cell]) -> str:
+    """Markdown: per dataset, victim and trigger, the paper's defense table; then the cost table."""
+    parts = []
+    index = {(c["dataset"], c["victim"], c["variant"], c["trigger"], c["position"]): c for c in cells}
+    groups = list(dict.fromkeys((c["dataset"], c["victim"], c["trigger"]) for c in cells))
+    for dataset, victim, trigger in groups:
+        metrics = METRICS.get(victim, METRICS["llara"])
+        positions = [p for p in ("end", "random")
+                     if any(k[0] == dataset and k[1] == victim and k[3] == trigger and k[4] == p for k in index)]
+        head = ["defense"] + [f"{p.capitalize()} {HEADS[m]}" for p in positions for m in metrics]
+        lines = [f"### {dataset} / {victim} / {trigger}-level trigger", "", "| " + " | ".join(head) + " |",
+                 "|" + "---|" * len(head)]
+        for row in ROWS:
+            found = [index.get((dataset, victim, row, trigger, p)) for p in positions]
+            if not any(found):
+                continue
+            values = [_value(cell, m) for cell in found for m in metrics]
+            lines.append("| " + " | ".join([LABELS[row]] + values) + " |")
+        first = next(c for c in cells if (c["dataset"], c["victim"], c["trigger"]) == (dataset, victim, trigger))
+        extra = first.get("extra") or {}
+        lines.append("")
+        lines.append(f"{extra.get('n_clean', '?')} clean and {extra.get('n_triggered', '?')} triggered requests "
+                     "per cell; Score ± its paired-bootstrap standard error.")
+        parts.append("\n".join(lines) + "\n")
+    parts.append(cost_table(cells))
+    return "\n".join(parts)
+
+
+def cost_table(cells: list[Cell]) -> str:
+    """Per defense: recommender queries and seconds per request, mean over its cells (Fig. 6 as numbers)."""
+    lines = ["### Cost per request (mean over cells)", "",
+             "| defense | recommender queries | recommender seconds | defense's own seconds | total seconds | "
+             "false alarms | detections |",
+             "|---|---|---|---|---|---|---|"]
+    for row in ROWS:
+        mine = [c for c in cells if c["variant"] == row and "queries_per_request" in c["metrics"]]
+        if not mine:
+            continue
+
+        def mean(key: str, where: str = "metrics", mine=mine) -> float:
+            values = [(c.get(where) or {}).get(key) for c in mine]
+            values = [v for v in values if v is not None]
+            return sum(values) / len(values) if values else float("nan")
+
+        lines.append(f"| {LABELS[row]} | {mean('queries_per_request'):.2f} | "
+                     f"{mean('recommender_seconds_per_request'):.3f} | {mean('overhead_seconds_per_request'):.4f} | "
+                     f"{mean('seconds_per_request'):.3f} | "
+                     f"{mean('false_alarms', 'extra'):.3f} | {mean('detections', 'extra'):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def rates_figure(cells: list[Cell], dataset: str, victim: str) -> plt.Figure | None:
+    """Fig. 5 / 7 in shape: per trigger and position, utility, ASR and Score of every row as grouped bars."""
+    mine = [c for c in cells if c["dataset"] == dataset and c["victim"] == victim]
+    panels = list(dict.fromkeys((c["trigger"], c["position"]) for c in mine))
+    if not panels:
+        return None
+    utility = "auc" if victim == "tallrec" else "h1"
+    shown = ("asr", utility, "score")
+    rows = [r for r in ROWS if any(c["variant"] == r for c in mine)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1.0, 3.6), squeeze=False, sharey=True)
+    width = 0.8 / len(shown)
+    for ax, (trigger, position) in zip(axes[0], panels, strict=True):
+        for k, metric in enumerate(shown):
+            heights = []
+            for row in rows:
+                cell = next((c for c in mine if (c["variant"], c["trigger"], c["position"]) ==
+                             (row, trigger, position)), None)
+                heights.append(cell["metrics"].get(metric, 0.0) if cell else 0.0)
+            ax.bar([i + k * width for i in range(len(rows))], heights, width, label=HEADS[metric])
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [LABELS[r] for r in rows], rotation=60,
+                      ha="right", fontsize=7)
+        ax.set_title(f"{trigger}, {position}", fontsize=9)
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Defenses on {victim} / {dataset}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cost_figure(cells: list[Cell]) -> plt.Figure | None:
+    """Fig. 6 in shape: recommender queries and seconds per request of every defense (log scale)."""
+    rows = [r for r in ROWS if any(c["variant"] == r and "queries_per_request" in c["metrics"] for c in cells)]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for ax, key, label in ((axes[0], "queries_per_request", "recommender queries per request"),
+                           (axes[1], "seconds_per_request", "seconds per request")):
+        values = []
+        for row in rows:
+            got = [c["metrics"][key] for c in cells if c["variant"] == row and key in c["metrics"]]
+            values.append(sum(got) / len(got))
+        ax.bar(range(len(rows)), [max(v, 1e-4) for v in values], color="tab:gray")
+        ax.set_xticks(range(len(rows)), [LABELS[r] for r in rows], rotation=60, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Through a temporary file and a rename: never a half-written PNG."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
+def save_defense_figures(cells: list[Cell], out_dir: Path) -> list[str]:
+    """Write the rate and cost figures of a defense run beside its results.json; the names written."""
+    figures = [(f"defense_{victim}_{dataset}.png", rates_figure(cells, dataset, victim))
+               for dataset, victim in dict.fromkeys((c["dataset"], c["victim"]) for c in cells)]
+    figures.append(("defense_cost.png", cost_figure(cells)))
+    written = []
+    for name, fig in figures:
+        if fig is not None:
+            _save(fig, out_dir / name)
+            written.append(name)
+    return written

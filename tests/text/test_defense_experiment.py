@@ -1,0 +1,72 @@
+"""The defense experiment end to end on a few real MovieLens prompts (tiny scratch LM, the shipped scanner)."""
+
+from __future__ import annotations
+
+import pytest
+
+NAMES = ["rd", "llmsi", "strip", "p-scanner", "p-scanner-train-time"]
+
+
+def _config(mode: str, names: list[str] = NAMES, **defense):
+    from recbackdoor.experiments.defense_experiment import DefenseConfig
+
+    return DefenseConfig.model_validate({
+        "experiment": "defense", "mode": mode, "datasets": ["ml100k"],
+        "data": {"n_train": 24, "n_test": 10, "history": 2, "pool": 4},
+        "model": {"backbone": "scratch-gpt2-tiny", "train_layers": 2, "method": "full", "autocast": False},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+        "attack": {"triggers": ["word"], "positions": ["end"], "rates": [0.2]},
+        "eval": {"max_new_tokens": 8},
+        "defense": {"names": names, "n_clean": 6, "n_triggered": 4, "n_calibration": 2, "strip_runs": 3,
+                    **defense},
+    })
+
+
+def _run(cfg, cache, tmp_path, only=None):
+    from recbackdoor.experiments.context import RunContext
+    from recbackdoor.experiments.defense_experiment import run_defense
+
+    ctx = RunContext(out_dir=tmp_path, cache=cache, only=only or {})
+    run_defense(cfg, ctx)
+    return {c.variant: c for c in ctx.cells}
+
+
+@pytest.mark.parametrize("mode", ["tallrec", "llara"])
+def test_every_row_of_the_table_comes_out_with_rates_cost_and_score(mode, tmp_path, session_cache, data_root):
+    cells = _run(_config(mode), session_cache, tmp_path)
+    assert set(cells) == {"benign", "badrec", *NAMES}
+    utility = "auc" if mode == "tallrec" else "h1"
+    for name, cell in cells.items():
+        assert cell.victim == mode and (cell.trigger, cell.position) == ("word", "end")
+        assert cell.extra["n_clean"] == 6 and cell.extra["n_triggered"] == 4
+        has = set(cell.metrics) | set(cell.extra["undefined"])  # a rate with no attackable request is undefined
+        assert {"asr", "queries_per_request", "seconds_per_request"} <= has, name
+        assert ("score" in has) == (name not in ("benign", "badrec"))
+    assert utility in set(cells["badrec"].metrics) | set(cells["badrec"].extra["undefined"])
+    # the undefended model and LLMSI ask once per request; STRIP asks runs + 1 (LLaRA) or up to that (TALLRec)
+    assert cells["badrec"].metrics["queries_per_request"] == cells["llmsi"].metrics["queries_per_request"] == 1
+    assert 1 < cells["strip"].metrics["queries_per_request"] <= 4
+    # the shipped scanner flags "Ethereal" glued to the end of a MovieLens title: the trigger never wins
+    scanner = cells["p-scanner"]
+    assert scanner.extra["detections"] == 1.0 and scanner.metrics.get("asr", 0.0) == 0.0
+    if mode == "tallrec":  # a flagged target is answered "No" without asking the recommender
+        assert scanner.metrics["queries_per_request"] == pytest.approx(6 / 10)
+    # the train-time filter saw the fake users' poisoned titles and dropped them
+    dropped = cells["p-scanner-train-time"].extra["filter"]
+    assert dropped["dropped_fake"] >= 1 and dropped["dropped_fake"] <= dropped["n_fake"]
+
+
+def test_only_reruns_one_cell_from_the_cache_with_the_same_numbers(tmp_path, session_cache, data_root):
+    first = _run(_config("tallrec"), session_cache, tmp_path)
+    again = _run(_config("tallrec"), session_cache, tmp_path, only={"variant": "rd"})
+    assert set(again) == {"rd"}
+    assert again["rd"].metrics == first["rd"].metrics
+
+
+def test_ablations_need_their_scanners_named():
+    with pytest.raises(ValueError, match="scanner_wo_ft"):
+        _config("tallrec", names=["p-scanner-wo-ft"])
+    with pytest.raises(ValueError, match="cannot exceed n_clean"):
+        _config("tallrec", n_triggered=9)
+    with pytest.raises(ValueError, match="unknown defense"):
+        _config("tallrec", names=["onoin"])
