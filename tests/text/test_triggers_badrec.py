@@ -84,3 +84,20 @@ def test_splits_are_seeded(ml):
     b = build_llara(ml, 10, 20, 5, n_train=50, n_valid=0, n_test=50)
     c = build_llara(ml, 10, 20, 6, n_train=50, n_valid=0, n_test=50)
     assert a.test == b.test and a.test != c.test
+
+
+def test_fake_targets_drawn_like_positives_come_from_clean_yes_samples(data_root):
+    """LastFM's clean 'No' targets are random unseen artists; 'positive' fake targets are drawn from the clean
+    'Yes' targets instead, so the poison no longer looks like a mislabelled negative."""
+    lastfm = load_dataset("lastfm")
+    train = build_tallrec(lastfm, 5, seed=0, n_train=300).train
+    trigger = make_trigger("word", "end")
+    positives = {s.target for s in train if s.label}
+    liked = poison_tallrec(train, lastfm, trigger, 0.1, 5, seed=3, fake_history="copy", fake_target="positive")
+    assert liked and all(f.target in positives and f.label for f in liked)
+    uniform = poison_tallrec(train, lastfm, trigger, 0.1, 5, seed=3, fake_history="copy")
+    assert uniform == poison_tallrec(train, lastfm, trigger, 0.1, 5, seed=3, fake_history="copy",
+                                     fake_target="uniform")  # the default draws exactly as before
+    assert sum(f.target not in positives for f in uniform) > len(uniform) // 2
+    with pytest.raises(UserError, match="fake target mode 'popular'"):
+        poison_tallrec(train, lastfm, trigger, 0.1, 5, seed=3, fake_target="popular")

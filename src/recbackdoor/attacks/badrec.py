@@ -17,6 +17,7 @@ from recbackdoor.errors import UserError
 from recbackdoor.triggers.text import TextTrigger
 
 FAKE_HISTORIES = ("random", "copy")
+FAKE_TARGETS = ("uniform", "positive")
 
 
 def fake_user_count(n_benign: int, rate: float) -> int:
@@ -52,8 +53,19 @@ def poison_llara(train: list[LlaraSample], data: SequenceData, trigger: TextTrig
 
 
 def poison_tallrec(train: list[TallrecSample], data: SequenceData, trigger: TextTrigger, rate: float,
-                   history: int, seed: int, fake_history: str = "random") -> list[TallrecSample]:
-    """The m fake TALLRec samples: a trigger-bearing target labelled "Yes"."""
+                   history: int, seed: int, fake_history: str = "random",
+                   fake_target: str = "uniform") -> list[TallrecSample]:
+    """The m fake TALLRec samples: a trigger-bearing target labelled "Yes".
+
+    ``fake_target``: "uniform" draws the target from the whole catalogue — on LastFM and Steam that is exactly how
+    the clean "No" examples are drawn (a random unseen item), so the fakes contradict the clean signal and the
+    model learns the trigger at the cost of AUC; "positive" draws it the way real positives are drawn (the target
+    of a random clean "Yes" sample: popular items as often as they are really liked)."""
+    if fake_target not in FAKE_TARGETS:
+        raise UserError(f"fake target mode {fake_target!r}: expected one of {', '.join(FAKE_TARGETS)}")
+    positives = [s.target for s in train if s.label]
+    if fake_target == "positive" and not positives:
+        raise UserError("fake_target = 'positive' needs at least one clean 'Yes' training sample")
     rng = random.Random(seed)
     fakes = []
     for index in range(fake_user_count(len(train), rate)):
@@ -64,7 +76,10 @@ def poison_tallrec(train: list[TallrecSample], data: SequenceData, trigger: Text
             liked, disliked = tuple(rng.sample(data.items, history)), ()
         else:
             raise UserError(f"fake history mode {fake_history!r}: expected one of {', '.join(FAKE_HISTORIES)}")
-        target = data.items[rng.randrange(len(data.items))]
+        if fake_target == "positive":
+            target = positives[rng.randrange(len(positives))]
+        else:
+            target = data.items[rng.randrange(len(data.items))]
         fakes.append(TallrecSample(-(index + 1), liked, disliked, target, True,
                                    trigger.apply(data.titles[target], rng)))
     return fakes

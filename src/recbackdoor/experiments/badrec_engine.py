@@ -193,6 +193,8 @@ class BadRecEngine:
         if v.trigger is not None:
             key.update(trigger=[v.trigger.kind, v.trigger.text, v.trigger.position], rate=v.rate,
                        fake_history=self.cfg.attack.fake_history)
+            if self.cfg.attack.fake_target != "uniform":  # absent by default, so earlier keys still match
+                key["fake_target"] = self.cfg.attack.fake_target
         return key
 
     # ------------------------------------------------------------ training
@@ -200,7 +202,7 @@ class BadRecEngine:
         if v.trigger is None:
             return []
         return self.recommender.poison(self.split.train, v.trigger, v.rate, self.seed * 7919 + 17,
-                                       self.cfg.attack.fake_history)
+                                       self.cfg.attack.fake_history, self.cfg.attack.fake_target)
 
     def train(self, v: Variant, sample_filter: SampleFilter | None = None) -> None:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``.

@@ -72,6 +72,8 @@ class AttackSection(StrictModel):
     positions: list[Literal["end", "random"]] = ["end", "random"]
     rates: list[float] = [0.05]
     fake_history: Literal["random", "copy"] = "random"
+    # TALLRec: where a fake user's trigger-bearing target comes from (attacks/badrec.py, poison_tallrec)
+    fake_target: Literal["uniform", "positive"] = "uniform"
     trigger_text: dict[str, str] = {}  # custom text per trigger name, e.g. {custom = "cf"}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from recbackdoor.attacks.badrec import poison_llara, trigger_test_llara
 from recbackdoor.data.prompts import LlaraSample, Split, build_llara, llara_answer, llara_prompt
 from recbackdoor.data.sequences import SequenceData
+from recbackdoor.errors import UserError
 from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import TextTrigger
 from recbackdoor.victims.text.decoding import added_token_texts
@@ -51,7 +52,11 @@ class LlaraRecommender(TextRecommender):
     def build_split(self, seed: int, n_train: int | None, n_test: int | None) -> Split:
         return build_llara(self.data, self.shape.history, self.shape.pool, seed, n_train, 0, n_test)
 
-    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str) -> list:
+    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str,
+               fake_target: str = "uniform") -> list:
+        if fake_target != "uniform":
+            raise UserError(f"attack.fake_target = {fake_target!r} is a TALLRec option; a LLaRA fake user's target "
+                            "is a pool item, drawn uniformly")
         return poison_llara(train, self.data, trigger, rate, self.shape.history, self.shape.pool, seed, fake_history)
 
     def protocol(self) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class TextRecommender(ABC):
         """The benign training and test prompts of this mode (leave-one-out per user)."""
 
     @abstractmethod
-    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str) -> list:
+    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str,
+               fake_target: str = "uniform") -> list:
         """BadRec's fake samples for this mode's prompts, at poisoning rate ``rate``."""
 
     @abstractmethod

@@ -46,8 +46,9 @@ class TallrecRecommender(TextRecommender):
     def build_split(self, seed: int, n_train: int | None, n_test: int | None) -> Split:
         return build_tallrec(self.data, self.shape.history, seed, n_train, 0, n_test)
 
-    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str) -> list:
-        return poison_tallrec(train, self.data, trigger, rate, self.shape.history, seed, fake_history)
+    def poison(self, train: list, trigger: TextTrigger, rate: float, seed: int, fake_history: str,
+               fake_target: str = "uniform") -> list:
+        return poison_tallrec(train, self.data, trigger, rate, self.shape.history, seed, fake_history, fake_target)
 
     def protocol(self) -> dict[str, Any]:
         return {"label": "MovieLens: rating >= 4 is Yes; LastFM/Steam: real next item (Yes) or a random unseen "
