@@ -355,6 +355,8 @@ class DefenseStudy:
                 "query_seconds": self._q,
                 "false_alarms": float(np.mean(clean["flagged"])),
                 "detections": float(np.mean(triggered["flagged"])), **(extra or {})}
+        if self.mode == "tallrec":  # ASR's denominator: triggered requests whose clean twin the model refuses
+            info["n_attackable"] = int(sum(self._attackable(base_clean if base_clean is not None else clean)))
         if se is not None and np.isfinite(se):
             info["score_se"] = se
         # a rate with an empty denominator (no attackable request) is absent, and named (results schema)

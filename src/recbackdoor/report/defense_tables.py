@@ -67,8 +67,13 @@ def defense_tables(cells: list[Cell]) -> str:
         first = next(c for c in cells if (c["dataset"], c["victim"], c["trigger"]) == (dataset, victim, trigger))
         extra = first.get("extra") or {}
         lines.append("")
+        attackable = sorted({(c.get("extra") or {}).get("n_attackable") for c in cells
+                             if (c["dataset"], c["victim"], c["trigger"], c["variant"]) ==
+                             (dataset, victim, trigger, "badrec")} - {None})
         lines.append(f"{extra.get('n_clean', '?')} clean and {extra.get('n_triggered', '?')} triggered requests "
-                     "per cell; Score ± its paired-bootstrap standard error.")
+                     "per cell" + (f" (ASR over the {' / '.join(map(str, attackable))} the undefended poisoned "
+                                   "model answers No without the trigger)" if attackable else "")
+                     + "; Score ± its paired-bootstrap standard error.")
         parts.append("\n".join(lines) + "\n")
     parts.append(cost_table(cells))
     return "\n".join(parts)

@@ -1,0 +1,56 @@
+"""The defense tables: the paper's row order, End / Random columns, Score ± SE, the cost table, the plots."""
+
+from __future__ import annotations
+
+from recbackdoor.report.defense_tables import defense_tables, is_defense_run, save_defense_figures
+
+
+def _cell(variant, position, asr, auc, score=None, se=None, queries=1.0, seconds=0.3, undefined=()):
+    metrics = {"asr": asr, "auc": auc, "queries_per_request": queries, "seconds_per_request": seconds,
+               "recommender_seconds_per_request": queries * 0.3, "overhead_seconds_per_request": seconds - 0.3 * queries}
+    if score is not None:
+        metrics["score"] = score
+    extra = {"n_clean": 150, "n_triggered": 100, "false_alarms": 0.01, "detections": 0.9,
+             "undefined": list(undefined)}
+    if se is not None:
+        extra["score_se"] = se
+    if variant == "badrec":
+        extra["n_attackable"] = 27
+    return {"dataset": "ml100k", "victim": "tallrec", "variant": variant, "trigger": "char", "position": position,
+            "metrics": metrics, "extra": extra}
+
+
+CELLS = [_cell("p-scanner", "end", 0.0, 0.71, 0.992, 0.006, queries=0.59, seconds=0.197),
+         _cell("badrec", "end", 1.0, 0.726), _cell("badrec", "random", 0.9, 0.72),
+         _cell("strip", "end", 0.0, 0.726, 1.0, 0.0, queries=10.6, seconds=3.53),
+         _cell("benign", "end", 0.083, 0.696)]
+
+
+def test_rows_follow_the_papers_order_with_end_and_random_columns() -> None:
+    text = defense_tables(CELLS)
+    assert is_defense_run(CELLS) and not is_defense_run([_cell("badrec", "end", 1.0, 0.7)])
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ")]
+    assert rows[:5] == ["defense", "Benign", "BadRec", "STRIP", "P-Scanner"]
+    assert "| End AUC | End ASR | End Score | Random AUC | Random ASR | Random Score |" in text
+    assert "| P-Scanner | 0.710 | 0.000 | 0.992 ± 0.006 |  |  |  |" in text
+    assert "over the 27 the undefended poisoned model answers No" in text
+
+
+def test_cost_table_reports_queries_and_the_defenses_own_time() -> None:
+    cost = defense_tables(CELLS).split("### Cost per request")[1]
+    assert "| STRIP | 10.60 | 3.180 | 0.3500 | 3.530 | 0.010 | 0.900 |" in cost
+    assert "| P-Scanner | 0.59 | 0.177 | 0.0200 | 0.197 |" in cost
+
+
+def test_an_undefined_rate_shows_as_n_a_not_as_a_number() -> None:
+    cell = _cell("rd", "end", 0.5, 0.7, 0.6)
+    del cell["metrics"]["asr"]
+    cell["extra"]["undefined"] = ["asr"]
+    assert "| RD | 0.700 | n/a | 0.600 |" in defense_tables([cell])
+
+
+def test_figures_are_written_whole(tmp_path) -> None:
+    names = save_defense_figures(CELLS, tmp_path)
+    assert names == ["defense_tallrec_ml100k.png", "defense_cost.png"]
+    assert all((tmp_path / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary file left behind
