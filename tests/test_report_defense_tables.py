@@ -7,7 +7,8 @@ from recbackdoor.report.defense_tables import defense_tables, is_defense_run, sa
 
 def _cell(variant, position, asr, auc, score=None, se=None, queries=1.0, seconds=0.3, undefined=()):
     metrics = {"asr": asr, "auc": auc, "queries_per_request": queries, "seconds_per_request": seconds,
-               "recommender_seconds_per_request": queries * 0.3, "overhead_seconds_per_request": seconds - 0.3 * queries}
+               "recommender_seconds_per_request": queries * 0.3,
+               "overhead_seconds_per_request": seconds - 0.3 * queries}
     if score is not None:
         metrics["score"] = score
     extra = {"n_clean": 150, "n_triggered": 100, "false_alarms": 0.01, "detections": 0.9,
