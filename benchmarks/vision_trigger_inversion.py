@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from recbackdoor.attacks.badnets import clean_set, poison
+from recbackdoor.cache import StageCache
 from recbackdoor.data import fashion_mnist as fm
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.metrics.vision import attack_success_rate, benign_accuracy
 from recbackdoor.triggers.image import FAMILIES, MaskTrigger, sample_trigger, stamp
 from recbackdoor.victims.vision.extractors import ArchSpec, build_extractor, load_extractor, save_extractor
@@ -141,7 +141,8 @@ def audit_images(test: fm.ImageSet) -> np.ndarray:
 
 
 def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache, calibration_path: Path | None) -> dict:
-    from recbackdoor.defenses.vision.audit import audit_model, report_dict
+    from recbackdoor.defenses.vision.audit import audit_model
+    from recbackdoor.defenses.vision.audit_report import report_dict
     from recbackdoor.defenses.vision.calibration import Calibration, calibration_hash
 
     calib = Calibration.load(calibration_path)

@@ -7,7 +7,7 @@ import pytest
 
 from recbackdoor.cli import main
 from recbackdoor.errors import UserError
-from recbackdoor.experiments.config import load_config, parse_override
+from recbackdoor.experiments.config import load_config, parse_override, read_toml
 from recbackdoor.experiments.registry import config_model
 
 
@@ -92,7 +92,20 @@ def test_every_shipped_config_validates(path):
     import recbackdoor.experiments.badrec_experiment  # noqa: F401
 
     cfg = load_config(path, [], config_model)
-    assert cfg.name
+    raw = read_toml(path)
+    assert type(cfg) is config_model(raw["experiment"])
+    assert cfg.name == raw["name"]  # tables.md is titled by it; the default ("experiment") names no run
+    _file_values_kept(raw, cfg.model_dump(mode="json"))
+
+
+def _file_values_kept(raw: dict, validated: dict, where: str = "") -> None:
+    """Every value the file sets reaches the validated config unchanged (nothing dropped or coerced away)."""
+    for key, value in raw.items():
+        assert key in validated, f"{where}{key}"
+        if isinstance(value, dict):
+            _file_values_kept(value, validated[key], f"{where}{key}.")
+        elif value != "auto":  # "auto" is resolved when the config is read (model.autocast)
+            assert validated[key] == value, f"{where}{key}: file {value!r}, config {validated[key]!r}"
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "scanner").glob("*.toml")),

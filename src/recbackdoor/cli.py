@@ -247,7 +247,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from recbackdoor.experiments.cache import StageCache
+    from recbackdoor.cache import StageCache
     from recbackdoor.experiments.context import parse_only
     from recbackdoor.experiments.runner import run_experiment
     from recbackdoor.processes import is_main_process

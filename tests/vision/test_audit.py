@@ -40,7 +40,10 @@ def test_cli_flags_a_backdoored_file_with_exit_1(tiny_models, tmp_path, capsys, 
     save_extractor(bad, spec, path)
     monkeypatch.setattr(audit, "_default_images", lambda n, seed: _test_images(seed))
     assert main(["audit-extractor", "--weights", str(path), "--arch", "alexnet", "--no-inversion"]) == 1
-    assert "FLAGGED" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}: FLAGGED (60 candidate stamps on 150 clean images)"  # 3 × 2 × 5 × 2; 15 per class
+    assert lines[1] == "  decided by: stamp search"  # --no-inversion: nothing else may decide
+    assert lines[2].startswith("  evidence: white square 3px @br sends ") and lines[2].endswith(" to class 7")
 
 
 def _test_images(seed):
@@ -51,7 +54,7 @@ def _test_images(seed):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"\\x80\\x04 this is a pickle, not safetensors", "not a readable safetensors file"),
+    (b"\x80\x04\x95 this is a pickle, not safetensors", "not a readable safetensors file"),
     (b"", "not a readable safetensors file"),
 ])
 def test_cli_bad_file_is_one_line_exit_2(tmp_path, capsys, content, message):
@@ -59,7 +62,7 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path, capsys, content, message):
     path.write_bytes(content)
     assert main(["audit-extractor", "--weights", str(path), "--arch", "alexnet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\\n") == 0 and message in err and str(path) in err
+    assert "\n" not in err and err.startswith(f"recbackdoor: error: {path}: {message} (")
 
 
 def test_cli_wrong_arch_shapes_exit_2(tmp_path, capsys):
@@ -69,5 +72,9 @@ def test_cli_wrong_arch_shapes_exit_2(tmp_path, capsys):
     raw = path.read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(raw[:-100])
     assert main(["audit-extractor", "--weights", str(tmp_path / "cut.safetensors"), "--arch", "alexnet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"recbackdoor: error: {tmp_path / 'cut.safetensors'}: not a readable "
+                                              "safetensors file (")
     assert main(["audit-extractor", "--weights", str(path), "--arch", "resnet"]) == 2
-    assert "file header says 'alexnet'" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (f"recbackdoor: error: {path}: --arch 'resnet' but the file header "
+                                               "says 'alexnet'")

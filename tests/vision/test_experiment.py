@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from recbackdoor.cache import StageCache
 from recbackdoor.errors import UserError
-from recbackdoor.experiments.cache import StageCache
 from recbackdoor.experiments.runner import run_experiment
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "small" / "badembnets_alexnet.toml"

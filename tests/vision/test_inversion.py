@@ -1,7 +1,13 @@
 """Trigger inversion: recovers a stamp it was never told about, passes clean models, works without the head."""
 
+import base64
+import html
+import json
+import re
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from recbackdoor.attacks.badnets import clean_set, poison
 from recbackdoor.cli import main
@@ -143,7 +149,20 @@ def test_cli_writes_picture_and_html(tiny, tiny_calibration, tmp_path, capsys, m
     out = tmp_path / "report"
     code = main(["audit-extractor", "--weights", str(path), "--arch", "resnet", "--calibration",
                  str(tmp_path / "calib.json"), "--out", str(out), "--no-progress"])
-    assert code == 1 and "recovered trigger" in capsys.readouterr().out
-    assert (out / "trigger.png").stat().st_size > 1000
-    assert "data:image/png;base64," in (out / "audit.html").read_text()
+    printed = capsys.readouterr().out
+    assert code == 1 and "recovered trigger" in printed
+    text = (out / "audit.txt").read_text()
+    assert text == printed  # the file holds exactly the printed report
+    report = json.loads((out / "audit.json").read_text())
+    assert report["verdict"] == "FLAGGED" and text.startswith(f"{path}: FLAGGED (60 candidate stamps on 120 ")
+    mask = np.array(report["recovered_mask"])
+    assert mask.shape == (28, 28) and 0.0 <= mask.min() and mask.max() <= 1.0
+    assert report["recovered_target"] == report["recovered"]["target"]
+    with Image.open(out / "trigger.png") as picture:
+        assert picture.size == (800, 440)  # one row of four panels per inversion: per class, embedding only
+    page = (out / "audit.html").read_text()
+    inline = re.search(r'src="data:image/png;base64,([^"]+)"', page)
+    assert inline and base64.b64decode(inline.group(1)) == (out / "trigger.png").read_bytes()
+    pre = re.search(r"<pre>(.*)</pre>", page, re.DOTALL)
+    assert pre and html.unescape(pre.group(1)) == text.rstrip("\n")
     assert load_extractor(path)[1] == spec

@@ -3,12 +3,58 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:  # the plots themselves need neither torch nor a model
+    from torch import nn
+
+    from recbackdoor.data.fashion_mnist import ImageSet
+    from recbackdoor.triggers.image import ImageTrigger
+
+
+def save_study_plots(out_dir: Path, tsne: dict[str, tuple[np.ndarray, np.ndarray]],
+                     strip: dict[str, tuple[np.ndarray, np.ndarray]], finetune: dict[str, list[dict]],
+                     vbpr_dims: dict[str, list[tuple[int, float]]]) -> None:
+    """The BadEmbNets study's figures, each only when its study ran: ``tsne.png``, ``strip_entropy.png``,
+    ``finetune.png``, ``vbpr_dims.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if tsne:
+        tsne_panels(tsne, out_dir / "tsne.png")
+    if strip:
+        strip_histograms(strip, out_dir / "strip_entropy.png")
+    if finetune:
+        finetune_curves(finetune, out_dir / "finetune.png")
+    if vbpr_dims:
+        vbpr_dim_curve(vbpr_dims, out_dir / "vbpr_dims.png")
+
+
+def tsne_points(model: nn.Module, test: ImageSet, val: np.ndarray, trigger: ImageTrigger, target: int,
+                per_group: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One panel of Fig. 3: 2-d t-SNE of the features of ``per_group`` images each of one non-target class,
+    the target class and triggered non-target images (kind 0, 1, 2)."""
+    from sklearn.manifold import TSNE
+
+    from recbackdoor.triggers.image import stamp
+    from recbackdoor.victims.vision.training import embed
+
+    rng = np.random.default_rng(seed)
+    x, y = test.images[val], test.labels[val]
+    others = np.unique(y[y != target])
+    src_class = others[0]  # the paper shows one non-target class (T-shirt) next to the target
+    tgt = x[y == target][:per_group]
+    oth = x[y == src_class][:per_group]
+    pois_src = x[(y != target)]
+    pois = stamp(pois_src[rng.choice(len(pois_src), per_group, replace=False)], trigger, seed=seed)
+    emb = embed(model, np.concatenate([oth, tgt, pois]))
+    kind = np.r_[np.zeros(len(oth)), np.ones(len(tgt)), np.full(len(pois), 2)].astype(int)
+    xy = TSNE(2, random_state=seed, init="pca", perplexity=30).fit_transform(emb)
+    return xy, kind
 
 
 def tsne_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:

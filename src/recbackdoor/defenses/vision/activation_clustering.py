@@ -20,6 +20,10 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
+from torch import nn
+
+from recbackdoor.data.poisoned import PoisonedSet
+from recbackdoor.victims.vision.training import embed, predict_logits
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,24 @@ def detection_rates(flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, floa
     tpr = float(flagged[poisoned].mean()) if poisoned.any() else 0.0
     fpr = float(flagged[~poisoned].mean()) if (~poisoned).any() else 0.0
     return {"tpr": tpr, "fpr": fpr}
+
+
+def training_set_audit(model: nn.Module, data: PoisonedSet, target: int, max_share: float,
+                       silhouette_margin: float, seed: int, normalize: bool) -> dict[str, float]:
+    """AC on the model's own (poisoned) training set: detection rates against the truth, whether the target
+    class was judged poisoned, and the silhouettes behind that judgement.
+
+    ``normalize=False`` clusters raw activations (Chen et al.); ``True`` L2-normalised ones, the space
+    BadEmbNets' triplet term shapes.
+    """
+    acts = embed(model, data.images, normalize=normalize)
+    assigned = predict_logits(model, data.images).argmax(1)
+    report = activation_clustering(acts, assigned, max_share=max_share, silhouette_margin=silhouette_margin,
+                                   seed=seed)
+    rates = detection_rates(report.flagged, data.poisoned)
+    target_flagged = float(target in report.flagged_classes)
+    sil = report.silhouette
+    others = [v for c, v in sil.items() if c != target]
+    return {"tpr": rates["tpr"], "fpr": rates["fpr"], "target_class_flagged": target_flagged,
+            "silhouette_target": sil.get(target, 0.0),
+            "silhouette_others_median": float(np.median(others)) if others else 0.0}

@@ -27,8 +27,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from recbackdoor.cache import stable_hash
 from recbackdoor.errors import UserError
-from recbackdoor.experiments.cache import stable_hash
 
 DEFAULT_PATH = Path(__file__).with_name("inversion_calibration.json")
 MIN_LOG_SD = 0.25

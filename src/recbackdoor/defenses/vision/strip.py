@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbackdoor.triggers.image import ImageTrigger, stamp
 from recbackdoor.victims.vision.training import predict_logits
 
 
@@ -35,3 +36,20 @@ def strip_entropy(model: nn.Module, images: np.ndarray, overlays: np.ndarray, n_
 def threshold_at_frr(clean_entropy: np.ndarray, frr: float = 0.01) -> float:
     """Entropy below which an input is flagged, so that ``frr`` of clean inputs are rejected."""
     return float(np.quantile(clean_entropy, frr))
+
+
+def clean_and_triggered_entropies(model: nn.Module, images: np.ndarray, labels: np.ndarray, target: int,
+                                  trigger: ImageTrigger, overlay_images: np.ndarray, overlay_pool: np.ndarray,
+                                  n_images: int, n_overlays: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """STRIP entropies of up to ``n_images`` clean images and as many triggered images of non-target classes.
+
+    Overlays are up to 500 of ``overlay_images[overlay_pool]``, clean images not used to train the extractor.
+    """
+    rng = np.random.default_rng(seed)
+    clean_pick = rng.choice(len(images), min(n_images, len(images)), replace=False)
+    src = np.flatnonzero(labels != target)
+    pois_pick = rng.choice(src, min(n_images, len(src)), replace=False)
+    overlays = overlay_images[rng.choice(overlay_pool, min(500, len(overlay_pool)), replace=False)]
+    h_clean = strip_entropy(model, images[clean_pick], overlays, n_overlays, seed)
+    h_pois = strip_entropy(model, stamp(images[pois_pick], trigger, seed=seed), overlays, n_overlays, seed + 1)
+    return h_clean, h_pois
