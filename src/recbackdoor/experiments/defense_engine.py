@@ -242,9 +242,24 @@ class DefenseStudy:
         if self.engine._lm is not None:
             self.engine.store.save()
 
-    def _cached(self, model_key: dict, name: str, extra_key: dict, compute: Callable[[], dict]) -> dict:
+    def _cached(self, model_key: dict, name: str, extra_key: dict, compute: Callable[[], dict] | None) -> dict | None:
+        """A cached cell, computed by ``compute`` when missing (``compute=None``: None when missing)."""
         key = {"model": model_key, "requests": self.request_key, "defense": name, "settings": extra_key}
+        if compute is None:
+            return self.ctx.cache.cached_json("defense_cell", key)
         return self.ctx.cache.get_json("defense_cell", key, compute)
+
+    def benign_asr_on(self, t: TextTrigger, attackable: list[bool]) -> float | None:
+        """TALLRec: the benign model's Yes rate on the requests a poisoned row's ASR counts (its base rate on the
+        same denominator), when the benign model's answers are cached."""
+        benign = [v for v in self.engine.variants() if v.trigger is None]
+        if self.mode != "tallrec" or not benign or not any(attackable):
+            return None
+        got = self._cached(self.engine.model_key(benign[0]), "undefended", {"set": f"{t.kind}-{t.position}"}, None)
+        if got is None:
+            return None
+        yes = np.asarray(got["answer"]) > 0.5
+        return float(yes[np.asarray(attackable)].mean())
 
     def _undefended(self, model_key: dict, requests_by_label: dict[str, list[Request]],
                     rec: Callable[[], BatchedRecommender]) -> dict[str, dict]:
@@ -307,6 +322,9 @@ class DefenseStudy:
             if name == "p-scanner-train-time":
                 got = self.train_time(v, triggered)
                 extra = {"filter": got["filter"]}
+                base_rate = self.benign_asr_on(t, self._attackable(base["clean"]))
+                if base_rate is not None:
+                    extra["benign_asr_same_requests"] = base_rate
             else:
                 part_key, build = self.parts(name, lambda: self._load(v, loaded))
 
