@@ -322,7 +322,7 @@ class DefenseStudy:
             if name == "p-scanner-train-time":
                 got = self.train_time(v, triggered)
                 extra = {"filter": got["filter"]}
-                base_rate = self.benign_asr_on(t, self._attackable(base["clean"]))
+                base_rate = self.benign_asr_on(t, self._attackable(base["clean"])) if self.mode == "tallrec" else None
                 if base_rate is not None:
                     extra["benign_asr_same_requests"] = base_rate
             else:
