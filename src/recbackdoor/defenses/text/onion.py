@@ -44,28 +44,24 @@ class Onion:
 
     def word_suspicion(self, title: str) -> list[tuple[str, float]]:
         """(word, perplexity drop when it is removed) for every word of one title."""
-        words = title.split()
-        if len(words) < 2:
-            return [(w, 0.0) for w in words]
-        variants = [title] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
-        ppl = self.perplexities(variants)
-        return [(w, float(ppl[0] - p)) for w, p in zip(words, ppl[1:], strict=True)]
+        return self.word_suspicions([title])[0]
 
     def word_suspicions(self, titles: Sequence[str], batch_size: int = 64) -> list[list[tuple[str, float]]]:
-        """``word_suspicion`` of many titles, their LM passes batched together."""
+        """``word_suspicion`` of many titles, their LM passes batched together (a title of fewer than two words
+        scores 0 per word and costs no pass)."""
         variants, spans = [], []
         for title in titles:
             words = title.split()
             start = len(variants)
-            variants.append(title)
             if len(words) >= 2:
+                variants.append(title)
                 variants.extend(" ".join(words[:i] + words[i + 1:]) for i in range(len(words)))
             spans.append((start, len(variants)))
         ppl = self.perplexities(variants, batch_size) if variants else np.zeros(0)
         out = []
         for title, (start, end) in zip(titles, spans, strict=True):
             words = title.split()
-            if end - start == 1:
+            if start == end:
                 out.append([(w, 0.0) for w in words])
             else:
                 out.append([(w, float(ppl[start] - p)) for w, p in zip(words, ppl[start + 1:end], strict=True)])
@@ -73,25 +69,8 @@ class Onion:
 
     def score(self, titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Each title's largest perplexity drop (0 for one-word titles): ONION's suspicion score."""
-        variants, owner = [], []
-        for index, title in enumerate(titles):
-            words = title.split()
-            variants.append(title)
-            owner.append((index, -1))
-            if len(words) >= 2:
-                for i in range(len(words)):
-                    variants.append(" ".join(words[:i] + words[i + 1:]))
-                    owner.append((index, i))
-        ppl = self.perplexities(variants, batch_size)
-        full = np.zeros(len(titles))
-        best = np.zeros(len(titles))
-        for (index, word), value in zip(owner, ppl, strict=True):
-            if word < 0:
-                full[index] = value
-        for (index, word), value in zip(owner, ppl, strict=True):
-            if word >= 0:
-                best[index] = max(best[index], full[index] - value)
-        return best
+        drops = [max((drop for _, drop in words), default=0.0) for words in self.word_suspicions(titles, batch_size)]
+        return np.array(drops, dtype=np.float64).clip(min=0.0)
 
 
 def load_onion() -> Onion:
