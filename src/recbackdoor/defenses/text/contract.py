@@ -21,11 +21,13 @@ trained on the cleaned data answers the request as it is).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 from recbackdoor.defenses.text.cost import ledger
+
+T = TypeVar("T")
 
 DEFENSE_NAMES: tuple[str, ...] = (
     "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser",
@@ -131,20 +133,18 @@ class CountingRecommender:
         self.queries, self.seconds = 0, 0.0
 
     def recommend(self, history: Sequence[str], pool: Sequence[str], instruction: str | None = None) -> str:
-        started = time.perf_counter()
-        with ledger() as charged:
-            try:
-                return self.inner.recommend(tuple(history), tuple(pool), instruction)
-            finally:
-                self.queries += 1
-                self.seconds += time.perf_counter() - started + charged.seconds
+        return self._counted(lambda: self.inner.recommend(tuple(history), tuple(pool), instruction))
 
     def answer(self, liked: Sequence[str], disliked: Sequence[str], target: str,
                instruction: str | None = None) -> float:
+        return float(self._counted(lambda: self.inner.answer(tuple(liked), tuple(disliked), target, instruction)))
+
+    def _counted(self, call: Callable[[], T]) -> T:
+        """One query: its wall time plus the batched work it was charged (``cost.py``), counted even if it fails."""
         started = time.perf_counter()
         with ledger() as charged:
             try:
-                return float(self.inner.answer(tuple(liked), tuple(disliked), target, instruction))
+                return call()
             finally:
                 self.queries += 1
                 self.seconds += time.perf_counter() - started + charged.seconds
