@@ -187,7 +187,8 @@ class BadRecEngine:
         return [make_trigger(k, p, self.cfg.attack.trigger_text.get(k))
                 for k in self.cfg.attack.triggers for p in self.cfg.attack.positions]
 
-    def model_key(self, v: Variant) -> dict[str, Any]:
+    def model_key(self, v: Variant, sample_filter: SampleFilter | None = None) -> dict[str, Any]:
+        """The cache key of variant ``v``'s model, trained on data ``sample_filter`` cleaned when one is given."""
         train = {name: value for name, value in self.cfg.train.model_dump().items() if name != "checkpoint_every"}
         key = {**self.base_key, "train": train, "variant": v.name}
         if v.trigger is not None:
@@ -195,6 +196,8 @@ class BadRecEngine:
                        fake_history=self.cfg.attack.fake_history)
             if self.cfg.attack.fake_target != "uniform":  # absent by default, so earlier keys still match
                 key["fake_target"] = self.cfg.attack.fake_target
+        if sample_filter is not None:
+            key["train_filter"] = sample_filter.key
         return key
 
     # ------------------------------------------------------------ training
@@ -209,10 +212,9 @@ class BadRecEngine:
 
         ``sample_filter`` cleans the training samples (benign and fake together) first — the train-time
         defense; its ``key`` joins the model's cache key and what it dropped joins the training log."""
-        key = self.model_key(v)
+        key = self.model_key(v, sample_filter)
         label = self._label(v)
         if sample_filter is not None:
-            key["train_filter"] = sample_filter.key
             label += f" filtered by {sample_filter.name}"
         lm = self.lm
 

@@ -17,6 +17,7 @@ trained by ``recbackdoor run`` of the matching badrec config are reused.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -353,14 +354,13 @@ class DefenseStudy:
             return [s for s in samples if not lookup.flag(sample_titles(s, self.data)).any()]
 
         sample_filter = SampleFilter("p-scanner", self.scanner_key("p-scanner"), keep)
-        key = {**self.engine.model_key(v), "train_filter": sample_filter.key}
+        key = self.engine.model_key(v, sample_filter)
         loaded: list[BatchedRecommender] = []
         got = self._undefended(key, {"clean": self.clean, "triggered": triggered},
                                lambda: self._load(v, loaded, sample_filter))
-        if loaded:  # trained (or loaded) now: the filter's record is in the engine's training log
-            log = self.engine.train_log
-            self.ctx.cache.get_json("defense_filter_log", key, lambda: log)
-        log = self.ctx.cache.cached_json("defense_filter_log", key) or {}
+        # what the filter dropped is in the filtered model's training log, beside its weights in the stage cache
+        trained = self.ctx.cache.lookup("adapter", key)
+        log = json.loads((trained / "train_log.json").read_text()) if trained is not None else {}
         return {**got, "filter": {k: log[k] for k in ("dropped_benign", "dropped_fake", "filter_seconds",
                                                        "n_fake", "n_benign") if k in log}}
 

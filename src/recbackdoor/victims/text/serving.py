@@ -21,14 +21,17 @@ from recbackdoor.victims.text.recommender import TextRecommender
 from recbackdoor.victims.text.tallrec import TallrecRecommender
 
 
+def tallrec_prompts(victim: TallrecRecommender, keys: Sequence[tuple]) -> list[str]:
+    """The prompt texts of (liked, disliked, target, instruction) requests."""
+    noun = victim.data.item_noun
+    return [tallrec_text(liked, disliked, target, noun, instruction) for liked, disliked, target, instruction in keys]
+
+
 def tallrec_answers(victim: TallrecRecommender) -> Callable[[list[tuple]], np.ndarray]:
     """(liked, disliked, target, instruction) tuples → P(Yes), one batch."""
-    noun = victim.data.item_noun
 
     def answer(keys: Sequence[tuple]) -> np.ndarray:
-        return victim.p_yes_texts([tallrec_text(liked, disliked, target, noun, instruction)
-                                   for liked, disliked, target, instruction in keys],
-                                  desc="frozen layers (requests)")
+        return victim.p_yes_texts(tallrec_prompts(victim, keys), desc="frozen layers (requests)")
 
     return answer
 
@@ -56,9 +59,7 @@ def cold_query_seconds(victim: TextRecommender, keys: Sequence[tuple]) -> float:
         raise ValueError("need at least one request to time")
     started = time.perf_counter()
     if isinstance(victim, TallrecRecommender):
-        noun = victim.data.item_noun
-        tokens = [victim.lm.encode(tallrec_text(liked, disliked, target, noun, instruction))
-                  for liked, disliked, target, instruction in keys]
+        tokens = [victim.lm.encode(prompt) for prompt in tallrec_prompts(victim, keys)]
         states = victim.lm.bottom_states(tokens, batch_size=victim.batch_size, desc="timing")
         victim.lm.next_token_logits(states, victim.batch_size)
     else:
