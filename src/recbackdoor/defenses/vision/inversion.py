@@ -158,12 +158,7 @@ def invert_classes(model: nn.Module, images: np.ndarray, settings: InversionSett
             with torch.no_grad():
                 hit = ((logits.argmax(2) == target[:, None]).float() * other).sum(1) / other.sum(1).clamp(min=1)
                 ok = hit >= s.class_success
-                better = ok & (size < best_size)
-                best_size = torch.where(better, size, best_size)
-                best_m[better] = mask[better].detach()
-                best_p[better] = pat[better].detach()
-                if step >= s.warmup:
-                    lam = torch.where(ok, lam * s.lambda_factor, lam / s.lambda_factor).clamp(1e-3, 1e3)
+                best_size, lam = _keep_smallest(ok, size, mask, pat, best_size, best_m, best_p, lam, step, s)
             if progress is not None:
                 progress(1)
         triggers = []
@@ -234,12 +229,7 @@ def invert_embedding(model: nn.Module, images: np.ndarray, settings: InversionSe
             opt.step()
             with torch.no_grad():
                 ok = sim >= s.collapse_similarity
-                better = ok & (size < best_size)
-                best_size = torch.where(better, size, best_size)
-                best_m[better] = mask[better].detach()
-                best_p[better] = pat[better].detach()
-                if step >= s.warmup:
-                    lam = torch.where(ok, lam * s.lambda_factor, lam / s.lambda_factor).clamp(1e-3, 1e3)
+                best_size, lam = _keep_smallest(ok, size, mask, pat, best_size, best_m, best_p, lam, step, s)
             if progress is not None:
                 progress(1)
         found = torch.isfinite(best_size)
@@ -252,3 +242,18 @@ def invert_embedding(model: nn.Module, images: np.ndarray, settings: InversionSe
                                 None)
     finally:
         _unfreeze(model, flags)
+
+
+def _keep_smallest(ok: torch.Tensor, size: torch.Tensor, mask: torch.Tensor, pat: torch.Tensor,
+                   best_size: torch.Tensor, best_m: torch.Tensor, best_p: torch.Tensor, lam: torch.Tensor,
+                   step: int, s) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neural Cleanse's bookkeeping after a step, shared by the class and the embedding searches: keep, per
+    restart, the smallest mask that has succeeded (``ok``) so far, and raise the size penalty while it succeeds,
+    lower it while it fails (after ``s.warmup`` steps). ``best_m`` and ``best_p`` are updated in place."""
+    better = ok & (size < best_size)
+    best_size = torch.where(better, size, best_size)
+    best_m[better] = mask[better].detach()
+    best_p[better] = pat[better].detach()
+    if step >= s.warmup:
+        lam = torch.where(ok, lam * s.lambda_factor, lam / s.lambda_factor).clamp(1e-3, 1e3)
+    return best_size, lam
