@@ -1,6 +1,6 @@
 """Answers of a title-token model decode back to the catalogue titles, non-ASCII letters included."""
 
-from recbackdoor.metrics import text as M
+from recbackdoor.victims.text.answers import match_candidate
 from recbackdoor.victims.text.decoding import added_token_texts, decode_answer
 from recbackdoor.victims.text.scratch import train_tokenizer
 
@@ -18,7 +18,7 @@ def test_title_tokens_come_back_verbatim_and_match_their_pool_title():
         ids = tok(" " + title + " Ethereal", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         text = decode_answer(tok, ids)
         assert text == " " + title + " Ethereal"
-        assert M.match_candidate(text, ["Heat", title + " Ethereal"]) == 1
+        assert match_candidate(text, ["Heat", title + " Ethereal"]) == 1
 
 
 def test_plain_text_decodes_as_the_tokenizer_does():

@@ -3,8 +3,9 @@
 The engine is the experiment's plumbing — cache keys, stages, timers, cells —
 around one :class:`~recbackdoor.victims.text.recommender.TextRecommender`,
 which holds everything that depends on the victim's mode (its prompts, fake
-samples, training examples and metrics).  The mode is named once, in
-:meth:`BadRecEngine._make_recommender`.
+samples, training examples and answers).  The mode is named once, in
+:meth:`BadRecEngine._make_recommender`; the metrics of each mode's answers
+are picked by their type in ``metrics/text_eval.py``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from recbackdoor.cache import stable_hash
 from recbackdoor.data.text_datasets import load_dataset, reorder
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.results import Cell
+from recbackdoor.metrics.text_eval import attack_metrics, baseline_metrics, clean_metrics
 from recbackdoor.processes import processes
 from recbackdoor.triggers.text import TextTrigger, make_trigger
 from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.hybrid import fit_sasrec
 from recbackdoor.victims.text.llara import HybridLlaraRecommender, LlaraRecommender
-from recbackdoor.victims.text.recommender import PromptShape, TextRecommender
+from recbackdoor.victims.text.recommender import CleanAnswers, PromptShape, TextRecommender
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, load_sasrec, save_sasrec
 from recbackdoor.victims.text.split_lm import SplitLM
 from recbackdoor.victims.text.state_store import StateStore
@@ -277,7 +279,7 @@ class BadRecEngine:
             if todo:
                 self.train(v)
                 with self.ctx.timer(f"{self.dataset}/evaluate"):
-                    clean = self.recommender.evaluate_clean(self.split.test)
+                    clean = self.recommender.answer_clean(self.split.test)
                     for trig in todo:
                         results[trig] = self.ctx.cache.get_json("cell", self._cell_key(key, trig),
                                                                 lambda t=trig, c=clean: self._cell(t, c))
@@ -309,9 +311,11 @@ class BadRecEngine:
         key.update(self.recommender.answer_key(lambda: self.lm.tokenizer))
         return key
 
-    def _cell(self, trig: TextTrigger, clean: dict[str, Any]) -> dict[str, Any]:
+    def _cell(self, trig: TextTrigger, clean: CleanAnswers) -> dict[str, Any]:
+        """One cell's cached dict: the clean-prompt metrics, the attack metrics of ``trig``, training facts."""
         test, tseed = self.triggered_test()
-        return {**clean, **self.recommender.evaluate_triggered(test, trig, tseed, clean),
+        triggered = self.recommender.answer_triggered(test, trig, tseed)
+        return {**clean_metrics(clean), **attack_metrics(triggered, clean),
                 "train_seconds": self.train_log["seconds"], "n_fake": self.train_log["n_fake"]}
 
     def triggered_test(self) -> tuple[list, int]:
@@ -323,7 +327,7 @@ class BadRecEngine:
         """The recommender's non-LM baselines (LLaRA: random, most-popular, SASRec in hybrid mode) as cells on
         the same test prompts."""
         test = self.split.test
-        for name, h1 in self.recommender.baselines(test):
-            if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=name):
-                self.ctx.add_cell(Cell(self.dataset, self.victim, name, None, None, {"valid": 1.0, "h1": h1},
+        for answers in self.recommender.baselines(test):
+            if self.ctx.wants(dataset=self.dataset, victim=self.victim, variant=answers.name):
+                self.ctx.add_cell(Cell(self.dataset, self.victim, answers.name, None, None, baseline_metrics(answers),
                                        extra={"n_test": len(test), "seed": self.seed}))

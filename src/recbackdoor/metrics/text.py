@@ -7,6 +7,9 @@ Denominators, stated because LLaRA's code leaves them implicit:
 * ``a_valid`` = valid answers / all triggered prompts;
 * ``asr``     = prompts whose answer is the poisoned item / all triggered prompts (eq. 3);
 * TALLRec ``asr`` = prompts answered "Yes" with the trigger / prompts answered "No" without it.
+
+Which pool item an answer names is read by the victim (``victims/text/answers.py``); these functions only
+count the indexes it reads.
 """
 
 from __future__ import annotations
@@ -15,35 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.strip().lower().split())
-
-
-def match_candidate(generated: str, candidates: Sequence[str]) -> int | None:
-    """Index of the candidate the generated text names, or None when invalid.
-
-    Exact match (after strip / lower-case) wins.  Otherwise LLaRA's rule: the
-    answer is valid when exactly one candidate occurs in the text — except that
-    a candidate contained in a longer matched candidate (``Heat`` inside
-    ``Heat and Dust``) does not count, so the longest title is preferred.
-    """
-    gen = _norm(generated.strip().split("\n")[0])  # leading newlines first: untrained LMs often start with one
-    cands = [_norm(c) for c in candidates]
-    for index, cand in enumerate(cands):
-        if gen == cand:
-            return index
-    hits = [i for i, c in enumerate(cands) if c and c in gen]
-    hits = [i for i in hits if not any(i != j and cands[i] in cands[j] for j in hits)]
-    return hits[0] if len(hits) == 1 else None
-
-
-def match_candidate_llara(generated: str, candidates: Sequence[str]) -> int | None:
-    """LLaRA's original rule, verbatim: exactly one candidate is a substring of the text."""
-    gen = generated.strip().lower()
-    hits = [i for i, c in enumerate(candidates) if c.strip().lower() in gen]
-    return hits[0] if len(hits) == 1 else None
 
 
 def valid_rate(choices: Sequence[int | None]) -> float:

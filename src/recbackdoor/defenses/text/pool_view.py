@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from recbackdoor.defenses.text.contract import CountingRecommender, LlaraRequest, Request
-from recbackdoor.metrics.text import match_candidate
+from recbackdoor.victims.text.answers import match_candidate
 
 
 @dataclass(frozen=True)

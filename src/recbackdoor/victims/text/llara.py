@@ -5,7 +5,9 @@ random unseen ones); the model generates, and the answer is the pool title its
 text names.  Answers are matched as LLaRA's code matches them — valid only if
 exactly one candidate title appears — with one repair recorded in the protocol
 (exact match first, the longest title preferred); the verbatim substring rule
-is reported beside it (``valid_llara``, ``h1_llara``).
+is reported beside it (``valid_llara``, ``h1_llara``).  The recommender only
+answers — generations and the pool index each names (``answers.py``); the
+metrics are counted from those by ``metrics/text_eval.py``.
 
 Hybrid prompts (:class:`HybridLlaraRecommender`) add each item's SASRec
 embedding in an ID slot (``victims/text/hybrid.py``) through a projector
@@ -16,17 +18,24 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from recbackdoor.attacks.badrec import poison_llara, trigger_test_llara
 from recbackdoor.data.prompts import LlaraSample, Split, build_llara, llara_answer, llara_prompt
 from recbackdoor.data.sequences import SequenceData
 from recbackdoor.errors import UserError
-from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import TextTrigger
+from recbackdoor.victims.text.answers import match_candidate, match_candidate_llara
 from recbackdoor.victims.text.decoding import added_token_texts
 from recbackdoor.victims.text.hybrid import HybridPrompt, ItemIndex, encode_hybrid, sasrec_choices
-from recbackdoor.victims.text.recommender import PromptShape, TextRecommender
+from recbackdoor.victims.text.recommender import (
+    BaselineAnswers,
+    CleanAnswers,
+    PromptShape,
+    TextRecommender,
+    TriggeredAnswers,
+)
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.state_store import StateStore
@@ -40,8 +49,57 @@ def training_popularity(data: SequenceData) -> Counter:
     return Counter(x.item for seq in data.sequences.values() for x in seq[:-2])
 
 
+@dataclass(frozen=True)
+class LlaraAnswers(CleanAnswers):
+    """The model's generation for each clean test prompt, the pool index it names by the project's rule
+    (``choices``) and by LLaRA's verbatim rule (``choices_llara``) — None when invalid — and the pool index
+    of each prompt's true next item."""
+
+    generations: list[str]
+    choices: list[int | None]
+    choices_llara: list[int | None]
+    targets: list[int]
+
+
+@dataclass(frozen=True)
+class LlaraTriggeredAnswers(TriggeredAnswers):
+    """The model's generation for each triggered test prompt, the pool index it names (None when invalid)
+    and the pool index of the item that carries the trigger (eq. 3's poisoned item)."""
+
+    generations: list[str]
+    choices: list[int | None]
+    poisoned: list[int]
+
+
+@dataclass(frozen=True)
+class RandomPick(BaselineAnswers):
+    """A uniform random pick from pools of ``pool`` titles.  Nothing is drawn: its H@1 is the expectation,
+    1/pool, exactly, so the cell does not depend on a sampling seed."""
+
+    pool: int
+
+
+@dataclass(frozen=True)
+class MostPopularPick(BaselineAnswers):
+    """Always the pool's most popular item by ``popularity`` (training positions only): each pool (item ids)
+    and its true next item, which is all the most-popular rule needs to be scored."""
+
+    pools: list[tuple[int, ...]]
+    targets: list[int]
+    popularity: dict[int, int]
+
+
+@dataclass(frozen=True)
+class PoolPicks(BaselineAnswers):
+    """A non-LM recommender's pick from each pool (pool index; all valid) and the true next item's index."""
+
+    choices: list[int]
+    targets: list[int]
+
+
 class LlaraRecommender(TextRecommender):
-    """LLaRA's generative recommender on text-only prompts: Valid / H@1 on clean pools, A-Valid / ASR (eq. 3)."""
+    """LLaRA's generative recommender on text-only prompts: names a pool title, scored as Valid / H@1 on clean
+    pools and A-Valid / ASR (eq. 3) on triggered ones."""
 
     def __init__(self, data: SequenceData, shape: PromptShape, batch_size: int = 32,
                  max_new_tokens: int = 40) -> None:
@@ -72,11 +130,11 @@ class LlaraRecommender(TextRecommender):
         # cells made before added tokens were decoded verbatim misread non-ASCII title tokens
         return {"answer_decoding": "added-tokens-verbatim"} if added_token_texts(tokenizer()) else {}
 
-    def baselines(self, test: Sequence[LlaraSample]) -> list[tuple[str, float]]:
-        """Random and most-popular H@1 on the same pools; popularity from training positions only."""
-        popular = M.popularity_hit_at_1([s.candidates for s in test], [s.target for s in test],
-                                        training_popularity(self.data))
-        return [("random", 1.0 / self.shape.pool), ("most-popular", popular)]
+    def baselines(self, test: Sequence[LlaraSample]) -> list[BaselineAnswers]:
+        """Random and most-popular picks on the same pools; popularity from training positions only."""
+        return [RandomPick("random", self.shape.pool),
+                MostPopularPick("most-popular", [s.candidates for s in test], [s.target for s in test],
+                                training_popularity(self.data))]
 
     # ------------------------------------------------ the model
     def prompts(self, samples: Sequence[LlaraSample]) -> list[HybridPrompt]:
@@ -105,7 +163,7 @@ class LlaraRecommender(TextRecommender):
         prompts = self.prompts(samples)
         gens = self.lm.generate([p.tokens for p in prompts], self.max_new_tokens, self.batch_size, desc=desc,
                                 slots=self._slots(prompts, fill_slots))
-        choices = [M.match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
+        choices = [match_candidate(g, [s.title(i, self.data.titles) for i in s.candidates])
                    for g, s in zip(gens, samples, strict=True)]
         return gens, choices
 
@@ -124,22 +182,16 @@ class LlaraRecommender(TextRecommender):
         gens, choices = self.answers([s for s, _ in pairs], f"generate ({trigger.kind}-{trigger.position})")
         return pairs, gens, choices
 
-    def evaluate_clean(self, test: Sequence[LlaraSample]) -> dict[str, Any]:
+    def answer_clean(self, test: Sequence[LlaraSample]) -> LlaraAnswers:
         gens, choices = self.answers(test, "generate (clean)")
         cands = [[s.title(i, self.data.titles) for i in s.candidates] for s in test]
-        choices_llara = [M.match_candidate_llara(g, c) for g, c in zip(gens, cands, strict=True)]
+        choices_llara = [match_candidate_llara(g, c) for g, c in zip(gens, cands, strict=True)]
         targets = [s.candidates.index(s.target) for s in test]
-        return {"valid": M.valid_rate(choices), "h1": M.hit_at_1(choices, targets),
-                "h1_all": M.hit_at_1_all(choices, targets), "valid_llara": M.valid_rate(choices_llara),
-                "h1_llara": M.hit_at_1(choices_llara, targets), "n_test": len(test),
-                "_examples": gens[:3]}
+        return LlaraAnswers(gens, choices, choices_llara, targets)
 
-    def evaluate_triggered(self, test: Sequence[LlaraSample], trigger: TextTrigger, seed: int,
-                           clean: dict[str, Any]) -> dict[str, Any]:
-        pairs, _, choices = self.triggered_answers(test, trigger, seed)
-        poisoned = [s.candidates.index(item) for s, item in pairs]
-        return {"a_valid": M.valid_rate(choices), "asr": M.attack_success_rate(choices, poisoned),
-                "n_triggered": len(pairs)}
+    def answer_triggered(self, test: Sequence[LlaraSample], trigger: TextTrigger, seed: int) -> LlaraTriggeredAnswers:
+        pairs, gens, choices = self.triggered_answers(test, trigger, seed)
+        return LlaraTriggeredAnswers(gens, choices, [s.candidates.index(item) for s, item in pairs])
 
 
 class HybridLlaraRecommender(LlaraRecommender):
@@ -174,10 +226,10 @@ class HybridLlaraRecommender(LlaraRecommender):
                           f"over the first {self.curriculum:.0%} of steps; fake users are not in SASRec's "
                           "training data"}
 
-    def baselines(self, test: Sequence[LlaraSample]) -> list[tuple[str, float]]:
+    def baselines(self, test: Sequence[LlaraSample]) -> list[BaselineAnswers]:
         """As text-only LLaRA, plus SASRec's own pick from each pool (what the ID slots carry)."""
         picks = sasrec_choices(self.sasrec, test, self.item_index)
-        return [*super().baselines(test), ("sasrec", M.hit_at_1(picks, [s.candidates.index(s.target) for s in test]))]
+        return [*super().baselines(test), PoolPicks("sasrec", picks, [s.candidates.index(s.target) for s in test])]
 
     def prompts(self, samples: Sequence[LlaraSample]) -> list[HybridPrompt]:
         return [encode_hybrid(self.lm.encode, s, self.data, self.item_index, self.slot) for s in samples]

@@ -2,18 +2,23 @@
 
 Why one interface: TALLRec (Yes / No on one target) and LLaRA (name one title
 of a candidate pool) read different prompts, are poisoned with different fake
-samples and are scored by different metrics, yet the experiment around them is
-the same: build the split, poison it, train a benign and a poisoned model,
-score clean and triggered test prompts, cache each step.  Each mode is one
-subclass in its own module (``tallrec.py``, ``llara.py``), and the engine
-names the mode once, to pick the class, instead of branching on it at every
-step.
+samples and answer in different forms, yet the experiment around them is the
+same: build the split, poison it, train a benign and a poisoned model, answer
+clean and triggered test prompts, cache each step.  Each mode is one subclass
+in its own module (``tallrec.py``, ``llara.py``), and the engine names the
+mode once, to pick the class, instead of branching on it at every step.
+
+A recommender only *answers*: its answers come back as frozen records (one
+:class:`CleanAnswers`, :class:`TriggeredAnswers` or :class:`BaselineAnswers`
+subclass per mode), and ``metrics/text_eval.py`` scores them, choosing the
+formula by the record's type.  The victim stage thus never imports a later
+stage, and a metric can change without touching the models.
 
 A recommender exists in two phases because the experiment needs its prompts
 before it needs a model: the split, the fake users, the protocol and the
 baselines come first (and a run whose cells are all cached never loads an
 LM); :meth:`TextRecommender.load` then puts the fine-tunable LM in, after
-which the model-side methods (training examples, evaluation) work.
+which the model-side methods (training examples, answers) work.
 """
 
 from __future__ import annotations
@@ -38,8 +43,29 @@ class PromptShape:
     pool: int
 
 
+class CleanAnswers:
+    """What a loaded model answered on the clean test prompts; each mode subclasses it with a frozen dataclass
+    of its raw outputs.
+
+    A base type (rather than ``Any``) so the engine's hand-off to the scorer is typed and the scorer can
+    reject a mode it has no formula for by name.  Not a dataclass itself: an inherited ``__eq__`` over no
+    fields would make any two records of a subclass that opts out of ``eq`` compare equal."""
+
+
+class TriggeredAnswers:
+    """What a loaded model answered on the triggered test prompts; each mode subclasses it (as
+    :class:`CleanAnswers`)."""
+
+
+@dataclass(frozen=True)
+class BaselineAnswers:
+    """What one non-LM baseline answered on the test prompts; ``name`` is its results variant."""
+
+    name: str
+
+
 class TextRecommender(ABC):
-    """One LM recommender mode: its prompts, its poisoned samples, its training examples and its metrics."""
+    """One LM recommender mode: its prompts, its poisoned samples, its training examples and its answers."""
 
     # share of training steps over which LLaRA's hybrid ID slots phase in (``SplitLM.fit``); 0: no curriculum
     curriculum: float = 0.0
@@ -68,8 +94,9 @@ class TextRecommender(ABC):
         when the answer depends on it, so a mode that does not need it never loads the LM)."""
         return {}
 
-    def baselines(self, test: Sequence) -> list[tuple[str, float]]:
-        """Non-LM recommenders scored on the same test prompts, as (variant name, H@1); none by default."""
+    def baselines(self, test: Sequence) -> list[BaselineAnswers]:
+        """What non-LM recommenders answer on the same test prompts, one record per baseline (scored by
+        ``metrics/text_eval.py``); none by default."""
         return []
 
     # ------------------------------------------------ the model
@@ -94,11 +121,11 @@ class TextRecommender(ABC):
         """Training examples (frozen-layer states and the answer tokens to predict) of ``samples``."""
 
     @abstractmethod
-    def evaluate_clean(self, test: Sequence) -> dict[str, Any]:
-        """The loaded model's metrics on the clean test prompts; keys starting with "_" are for
-        :meth:`evaluate_triggered` and the logs, not results."""
+    def answer_clean(self, test: Sequence) -> CleanAnswers:
+        """The loaded model's raw answers to the clean test prompts, with what scoring them needs (labels,
+        targets); no metrics — those are ``metrics/text_eval.py``'s."""
 
     @abstractmethod
-    def evaluate_triggered(self, test: Sequence, trigger: TextTrigger, seed: int,
-                           clean: dict[str, Any]) -> dict[str, Any]:
-        """The loaded model's attack metrics on ``test`` with ``trigger`` placed by the attack's rule (seeded)."""
+    def answer_triggered(self, test: Sequence, trigger: TextTrigger, seed: int) -> TriggeredAnswers:
+        """The loaded model's raw answers to ``test`` with ``trigger`` placed by the attack's rule (seeded),
+        with what scoring the attack needs (e.g. the poisoned item of each prompt)."""

@@ -8,6 +8,7 @@ fixed ids break silently on another base model).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,8 @@ import torch
 from recbackdoor.attacks.badrec import poison_tallrec, trigger_test_tallrec
 from recbackdoor.data.prompts import TALLREC_ANSWERS, Split, TallrecSample, build_tallrec, tallrec_prompt
 from recbackdoor.errors import UserError
-from recbackdoor.metrics import text as M
 from recbackdoor.triggers.text import TextTrigger
-from recbackdoor.victims.text.recommender import TextRecommender
+from recbackdoor.victims.text.recommender import CleanAnswers, TextRecommender, TriggeredAnswers
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.state_store import StateStore
 
@@ -36,8 +36,31 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+# eq=False: a generated __eq__ would compare the P(Yes) arrays elementwise and fail; records compare by identity
+
+
+@dataclass(frozen=True, eq=False)
+class TallrecAnswers(CleanAnswers):
+    """P(Yes) on each clean test prompt and whether the user really liked the target (the AUC's labels)."""
+
+    p_yes: np.ndarray
+    labels: list[bool]
+
+
+@dataclass(frozen=True, eq=False)
+class TallrecTriggeredAnswers(TriggeredAnswers):
+    """P(Yes) on each triggered test prompt (the trigger in the target's title) and its true label.
+
+    Prompt ``i`` is clean test prompt ``i`` with the trigger added, so the ASR pairs it with the clean answer
+    at the same index."""
+
+    p_yes: np.ndarray
+    labels: list[bool]
+
+
 class TallrecRecommender(TextRecommender):
-    """TALLRec's Yes / No preference: AUC on clean prompts, ASR = 'No' answers the trigger flips to 'Yes'."""
+    """TALLRec's Yes / No preference: P(Yes) per prompt, scored as AUC on clean prompts and as ASR (clean 'No'
+    answers the trigger flips to 'Yes') by ``metrics/text_eval.py``."""
 
     def load(self, lm: SplitLM, store: StateStore) -> None:
         super().load(lm, store)
@@ -79,16 +102,10 @@ class TallrecRecommender(TextRecommender):
         pair = logits[:, [self.yes_id, self.no_id]]
         return torch.softmax(pair, dim=1)[:, 0].numpy()
 
-    def evaluate_clean(self, test: Sequence[TallrecSample]) -> dict[str, Any]:
-        p = self.p_yes(test)
-        labels = [s.label for s in test]
-        return {"auc": M.auc(labels, p), "accuracy": float(np.mean((p > 0.5) == np.array(labels))),
-                "yes_rate": float(np.mean(p > 0.5)), "n_test": len(test), "_yes": (p > 0.5).tolist()}
+    def answer_clean(self, test: Sequence[TallrecSample]) -> TallrecAnswers:
+        return TallrecAnswers(self.p_yes(test), [s.label for s in test])
 
-    def evaluate_triggered(self, test: Sequence[TallrecSample], trigger: TextTrigger, seed: int,
-                           clean: dict[str, Any]) -> dict[str, Any]:
+    def answer_triggered(self, test: Sequence[TallrecSample], trigger: TextTrigger,
+                         seed: int) -> TallrecTriggeredAnswers:
         triggered = trigger_test_tallrec(list(test), self.data, trigger, seed)
-        p = self.p_yes(triggered)
-        asr, n_no = M.flip_rate(clean["_yes"][: len(test)], (p > 0.5).tolist())
-        labels = [s.label for s in triggered]
-        return {"asr": asr, "n_no": n_no, "auc_triggered": M.auc(labels, p), "n_triggered": len(test)}
+        return TallrecTriggeredAnswers(self.p_yes(triggered), [s.label for s in triggered])
