@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_scan(sub)
     _add_scanner_training(sub)
     _add_report(sub)
+    _add_tables(sub)
     return parser
 
 
@@ -227,7 +228,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="run only matching cells, e.g. dataset=lastfm (repeatable)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. tallrec.epochs=3 (repeatable)")
-    run.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    run.add_argument("--no-cache", action="store_true",
+                     help="recompute every stage (the fresh results replace the cached ones)")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -238,6 +240,40 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         help="results.json files, or folders searched recursively for results.json")
     report.add_argument("--out", type=Path, required=True, metavar="FILE.html", help="the page to write")
     report.add_argument("--title", default="recbackdoor results", help="the page's title")
+
+
+TABLES_EPILOG = """\
+exit codes:
+  0    success; the tables on stdout
+  2    bad input (a missing path, a folder without results.json, invalid JSON): one line on stderr
+
+examples:
+  recbackdoor tables docs/results/badembnets_alexnet docs/results/badembnets_resnet
+  recbackdoor tables docs/results/scanner_default docs/results/scanner_p-scanner
+  recbackdoor tables docs/results/asr_vs_pr_tallrec_ml100k --asr-plot asr.png
+"""
+
+
+def _add_tables(sub: argparse._SubParsersAction) -> None:
+    tables = sub.add_parser("tables", help="print the paper-shaped Markdown tables of results.json files",
+                            description="Print the paper-shaped Markdown tables of results.json files: BadRec "
+                                        "cells, defense tables (Tables 2-6), scanner detection tables, "
+                                        "BadEmbNets Tables 2-10. Runs of one kind are set side by side (the first "
+                                        "scanner given is the main one).",
+                            epilog=TABLES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tables.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                        help="results.json files, or folders searched recursively for results.json")
+    tables.add_argument("--asr-plot", type=Path, default=None, metavar="FILE.png",
+                        help="also plot ASR against poisoning rate from the BadRec runs given (merged)")
+    tables.add_argument("--title", default=None, help="the plot's title (default: the first run's name)")
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from recbackdoor.report.markdown import tables_command
+
+    if args.asr_plot is not None and args.asr_plot.suffix != ".png":
+        raise UserError(f"{args.asr_plot}: --asr-plot must name a .png file")
+    return tables_command(args.results, args.asr_plot, args.title)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -318,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_eval_scanner(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "tables":
+            return _cmd_tables(args)
     except UserError as exc:
         print(f"recbackdoor: error: {exc}", file=sys.stderr)
         return 2

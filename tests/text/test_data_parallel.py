@@ -13,16 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.split_lm import SplitLM
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_parallel_worker import train_and_generate  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny(session_cache, data_root):
-    return load_backbone("scratch-gpt2-tiny", session_cache)
 
 
 def test_two_processes_train_and_generate_like_one(tiny, session_cache, tmp_path):

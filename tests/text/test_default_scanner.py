@@ -59,7 +59,7 @@ def test_scan_with_the_default_model_works_with_the_network_off(tmp_path: Path, 
 
 def test_default_scanner_separates_paper_triggers_on_real_titles(data_root) -> None:
     from recbackdoor.data.text_datasets import load_lastfm
-    from recbackdoor.metrics.scanner import auroc
+    from recbackdoor.separation import auroc
 
     scanner = PoisonScanner.load("default")
     titles = sorted(load_lastfm().titles.values())[:300]
@@ -77,7 +77,8 @@ def test_default_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_r
     """Calibrated on the Netflix calibration split; checked here on the validation split it never saw."""
     import random
 
-    from recbackdoor.data.benign_titles import augment_benign, netflix_split
+    from recbackdoor.data.benign_titles import augment_benign
+    from recbackdoor.defenses.text.scanner_data import netflix_split
 
     scanner = PoisonScanner.load("default")
     held_out = [augment_benign(t, random.Random(f"heldout:{i}")) for i, t in enumerate(netflix_split(0).validation)]

@@ -6,7 +6,6 @@ import torch
 from recbackdoor.data.prompts import LlaraSample
 from recbackdoor.data.sequences import Interaction, SequenceData
 from recbackdoor.errors import UserError
-from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.hybrid import SLOT_MARKER, IdProjector, ItemIndex, encode_hybrid, sasrec_choices
 from recbackdoor.victims.text.sasrec import SASRec, SasrecSettings, left_pad, load_sasrec, save_sasrec, train_sasrec
 from recbackdoor.victims.text.split_lm import Example, SplitLM
@@ -16,11 +15,6 @@ def _toy_data() -> SequenceData:
     titles = {10 * i: f"Movie {i}" for i in range(1, 9)}
     seqs = {u: tuple(Interaction(10 * (1 + (u + k) % 8)) for k in range(8)) for u in range(6)}
     return SequenceData("toy", titles, seqs, "file", "movie")
-
-
-@pytest.fixture(scope="module")
-def tiny(session_cache, data_root):
-    return load_backbone("scratch-gpt2-tiny", session_cache)
 
 
 def test_sasrec_learns_a_deterministic_successor_rule():

@@ -7,14 +7,8 @@ import torch
 
 from recbackdoor.errors import UserError
 from recbackdoor.experiments.context import RunContext
-from recbackdoor.victims.text.backbones import load_backbone
 from recbackdoor.victims.text.split_lm import Example, SplitLM
 from recbackdoor.victims.text.tallrec import answer_token_ids
-
-
-@pytest.fixture(scope="module")
-def tiny(session_cache, data_root):
-    return load_backbone("scratch-gpt2-tiny", session_cache)
 
 
 @pytest.fixture(scope="module")

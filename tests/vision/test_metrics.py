@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from recbackdoor.metrics import vision as mv
+from recbackdoor.separation import auroc, two_cluster_ari
+from recbackdoor.victims.vision.visrank import rank_database
 
 
 def test_ba_and_asr_denominators():
@@ -19,18 +21,20 @@ def test_map_and_targeted_map_on_points():
     db = np.array([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
     db_y = np.array([0, 0, 1, 1])
     q = np.array([[0.05, 0.0], [5.05, 5.0]])
-    assert mv.mean_average_precision(q, np.array([0, 1]), db, db_y) == 1.0
+    order = rank_database(q, db)
+    assert order.tolist() == [[0, 1, 2, 3], [2, 3, 1, 0]]
+    assert mv.mean_average_precision(order, np.array([0, 1]), db_y) == 1.0
     # a query lying in class 1's region, relabelled to target 1 -> perfect t-MAP; to target 0 -> poor
-    assert mv.targeted_map(q[1:], db, db_y, target=1) == 1.0
-    assert mv.targeted_map(q[1:], db, db_y, target=0) == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert mv.targeted_map(order[1:], db_y, target=1) == 1.0
+    assert mv.targeted_map(order[1:], db_y, target=0) == pytest.approx((1 / 3 + 2 / 4) / 2)
 
 
 def test_ari_separated_vs_blended(rng):
     target = rng.normal(0, 1, (100, 4))
     far = rng.normal(10, 1, (100, 4))
     blended = rng.normal(0, 1, (100, 4))
-    assert mv.poison_target_ari(target, far) > 0.95
-    assert abs(mv.poison_target_ari(target, blended)) < 0.1
+    assert two_cluster_ari(target, far) > 0.95
+    assert abs(two_cluster_ari(target, blended)) < 0.1
 
 
 def test_leave_one_out_auc_hand_made():
@@ -51,9 +55,9 @@ def test_prediction_shift_and_hit_rate():
     assert mv.delta_hit_rate(before, after, nth) == pytest.approx(0.5)
 
 
-def test_detection_auroc_orders_scores():
-    assert mv.detection_auroc(np.array([0.1, 0.2]), np.array([0.8, 0.9])) == 1.0
-    assert mv.detection_auroc(np.array([0.8, 0.9]), np.array([0.1, 0.2])) == 0.0
+def test_auroc_orders_scores():
+    assert auroc(np.array([0.1, 0.2]), np.array([0.8, 0.9])) == 1.0
+    assert auroc(np.array([0.8, 0.9]), np.array([0.1, 0.2])) == 0.0
 
 
 def test_pool_threshold_excludes_the_item_itself():

@@ -1,4 +1,4 @@
-"""Benign titles for training a scanner: Netflix titles, split, and made to look like any catalogue.
+"""Benign titles for training a scanner, made to look like any catalogue (the split lives in ``scanner_data``).
 
 Netflix titles are English movie titles with a year; the catalogues a scanner
 guards are artist names, game names, titles in Cyrillic, Japanese or with
@@ -14,33 +14,13 @@ test catalogue (MovieLens, LastFM, Steam) is read here.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from functools import lru_cache
-
-from recbackdoor.data.text_datasets import load_netflix_titles
-from recbackdoor.triggers.heldout import mentions_held_out
 
 # ICU transliterators from Latin into the scripts real catalogues use
 SCRIPTS = ("Cyrillic", "Greek", "Katakana", "Hiragana", "Hangul", "Arabic", "Hebrew", "Devanagari", "Thai",
            "Georgian", "Armenian", "Bengali", "Tamil", "Gujarati", "Kannada")
 _ACCENTS = {"a": "áàâäãå", "e": "éèêë", "i": "íìîï", "o": "óòôöõø", "u": "úùûü", "n": "ñ", "c": "ç", "y": "ÿý",
             "s": "š", "z": "ž"}
-
-
-@dataclass(frozen=True)
-class TitleSplit:
-    """Netflix titles cut three ways: train the scanner, calibrate its threshold, validate its rounds."""
-
-    train: tuple[str, ...]
-    calibration: tuple[str, ...]
-    validation: tuple[str, ...]
-
-
-def netflix_split(seed: int = 0, calibration: int = 1500, validation: int = 1000) -> TitleSplit:
-    titles = sorted({t for t in load_netflix_titles() if not mentions_held_out(t)})
-    random.Random(seed).shuffle(titles)
-    cal, val = titles[:calibration], titles[calibration:calibration + validation]
-    return TitleSplit(train=tuple(titles[calibration + validation:]), calibration=tuple(cal), validation=tuple(val))
 
 
 @lru_cache(maxsize=32)

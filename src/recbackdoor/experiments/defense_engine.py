@@ -36,7 +36,7 @@ from recbackdoor.defenses.text.scanner import PoisonScanner
 from recbackdoor.experiments.badrec_engine import BadRecEngine, SampleFilter, Variant
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.results import Cell
-from recbackdoor.metrics import defense as D
+from recbackdoor.metrics.defense_cell import llara_cell, request_cost, tallrec_cell
 from recbackdoor.triggers.text import TextTrigger
 from recbackdoor.victims.text.serving import batch_calls, cold_query_seconds
 
@@ -368,7 +368,7 @@ class DefenseStudy:
     def _add(self, variant: str, t: TextTrigger, clean: dict, triggered: dict, base_clean: dict | None,
              base_triggered: dict | None, triggered_requests: list[Request], extra: dict | None = None) -> None:
         metrics, se = self.metrics(clean, triggered, base_clean, base_triggered, triggered_requests)
-        metrics.update(cost_metrics(clean, triggered, self._q))
+        metrics.update(request_cost(clean, triggered, self._q))
         info = {"n_clean": len(clean["queries"]), "n_triggered": len(triggered["queries"]), "seed": self.seed,
                 "query_seconds": self._q,
                 "false_alarms": float(np.mean(clean["flagged"])),
@@ -384,64 +384,15 @@ class DefenseStudy:
 
     def metrics(self, clean: dict, triggered: dict, base_clean: dict | None, base_triggered: dict | None,
                 triggered_requests: list[Request]) -> tuple[dict[str, float], float | None]:
-        """Rates, cost and (for a defense, against the undefended poisoned model) Score and its SE."""
-        cost: dict[str, float] = {}
+        """Rates and (for a defense, against the undefended poisoned model) Score and its SE."""
         if self.mode == "tallrec":
-            labels = [r.label for r in self.clean]
             attackable = self._attackable(base_clean if base_clean is not None else clean)
-            rates = D.tallrec_rates(labels, clean["answer"], triggered["answer"], attackable)
-            out = {**rates, **cost}
-            if base_clean is None:
-                return out, None
-            base = D.tallrec_rates(labels, base_clean["answer"], base_triggered["answer"], attackable)
-            out["score"] = D.score(base["asr"], rates["asr"], base["auc"], rates["auc"])
-            lab, mask = np.asarray(labels), np.asarray(attackable)
-            p_base, p_def = np.asarray(base_clean["answer"]), np.asarray(clean["answer"])
-            t_base, t_def = np.asarray(base_triggered["answer"]), np.asarray(triggered["answer"])
-
-            def resampled(ci: np.ndarray, ti: np.ndarray) -> tuple[float, float, float, float]:
-                m = mask[ti]
-                a0 = float((t_base[ti][m] > 0.5).mean()) if m.any() else float("nan")
-                a1 = float((t_def[ti][m] > 0.5).mean()) if m.any() else float("nan")
-                return a0, a1, D.M.auc(lab[ci], p_base[ci]), D.M.auc(lab[ci], p_def[ci])
-
-            return out, D.bootstrap_score_se(resampled, len(labels), len(mask), self.seed)
-        truths = [r.truth for r in self.clean]
-        poisoned = [r.poisoned for r in triggered_requests]
-        rates = D.llara_rates(clean["choice"], truths, triggered["choice"], poisoned)
-        out = {**rates, **cost}
-        if base_clean is None:
-            return out, None
-        base = D.llara_rates(base_clean["choice"], truths, base_triggered["choice"], poisoned)
-        out["score"] = D.score(base["asr"], rates["asr"], base["h1"], rates["h1"])
-
-        def pick(xs: list, idx: np.ndarray) -> list:
-            return [xs[i] for i in idx]
-
-        def resampled(ci: np.ndarray, ti: np.ndarray) -> tuple[float, float, float, float]:
-            tr, po = pick(truths, ci), pick(poisoned, ti)
-            return (D.M.attack_success_rate(pick(base_triggered["choice"], ti), po),
-                    D.M.attack_success_rate(pick(triggered["choice"], ti), po),
-                    D.M.hit_at_1(pick(base_clean["choice"], ci), tr), D.M.hit_at_1(pick(clean["choice"], ci), tr))
-
-        return out, D.bootstrap_score_se(resampled, len(truths), len(poisoned), self.seed)
+            return tallrec_cell([r.label for r in self.clean], attackable, clean, triggered, base_clean,
+                                base_triggered, self.seed)
+        return llara_cell([r.truth for r in self.clean], [r.poisoned for r in triggered_requests], clean, triggered,
+                          base_clean, base_triggered, self.seed)
 
     def _attackable(self, clean: dict) -> list[bool]:
         """TALLRec: triggered request j counts toward ASR when the undefended model says No to its clean twin."""
         return [p <= 0.5 for p in clean["answer"][: self.d.n_triggered]]
 
-
-def cost_metrics(clean: dict, triggered: dict, query_seconds: float) -> dict[str, float]:
-    """Cost per request over clean and triggered requests together (the defense cannot tell them apart).
-
-    Recommender time is queries × the model's cold cost per query (``DefenseStudy.query_seconds``); the
-    defense's own time (scanning, look-ups, paraphrasing, judging, its logic) is measured per request.
-    """
-    queries = clean["queries"] + triggered["queries"]
-    own = [total - inside for total, inside in zip(clean["seconds"] + triggered["seconds"],
-                                                   clean["recommender_seconds"] + triggered["recommender_seconds"],
-                                                   strict=True)]
-    seconds = [o + q * query_seconds for o, q in zip(own, queries, strict=True)]
-    return {**D.cost_metrics(queries, seconds),
-            "recommender_seconds_per_request": float(np.mean(queries)) * query_seconds,
-            "overhead_seconds_per_request": float(np.mean(own))}

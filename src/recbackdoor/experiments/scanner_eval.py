@@ -20,7 +20,8 @@ import numpy as np
 
 from recbackdoor.data.text_datasets import load_dataset
 from recbackdoor.defenses.text.scanner import PoisonScanner
-from recbackdoor.metrics.scanner import auroc, rate_above
+from recbackdoor.metrics.scanner import rate_above
+from recbackdoor.separation import auroc
 from recbackdoor.triggers.heldout import HELD_OUT_FAMILIES, insert_family_trigger
 from recbackdoor.triggers.text import DEFAULT_TRIGGERS, POSITIONS, insert_trigger
 

@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-
-
-def auroc(clean_scores: np.ndarray, poisoned_scores: np.ndarray) -> float:
-    """Probability that a poisoned title outscores a clean one (ties count half)."""
-    labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(poisoned_scores))]
-    return float(roc_auc_score(labels, np.r_[clean_scores, poisoned_scores]))
 
 
 def rate_above(scores: np.ndarray, threshold: float) -> float:

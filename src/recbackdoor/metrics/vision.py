@@ -6,8 +6,6 @@ All rates are fractions in [0, 1].  Every function states its denominator.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 
 def benign_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -19,17 +17,6 @@ def attack_success_rate(predicted: np.ndarray, source_labels: np.ndarray, target
     """ASR: share of triggered images whose true class is not the target that are classified as the target."""
     keep = np.asarray(source_labels) != target
     return float(np.mean(np.asarray(predicted)[keep] == target))
-
-
-def poison_target_ari(target_emb: np.ndarray, poisoned_emb: np.ndarray, seed: int = 0) -> float:
-    """ARI between k-means (k=2) on target ∪ poisoned embeddings and the true split (Table 3).
-
-    ≈1: poisoned items form their own cluster (BadNets); ≈0: blended into the target cluster.
-    """
-    x = np.concatenate([target_emb, poisoned_emb])
-    truth = np.r_[np.zeros(len(target_emb), int), np.ones(len(poisoned_emb), int)]
-    found = KMeans(2, n_init=10, random_state=seed).fit_predict(x)
-    return float(adjusted_rand_score(truth, found))
 
 
 def knn_mixing(target_emb: np.ndarray, poisoned_emb: np.ndarray, k: int = 10) -> float:
@@ -62,18 +49,16 @@ def average_precision(relevant_in_rank_order: np.ndarray) -> float:
     return float(np.mean(hits[rel] / ranks))
 
 
-def mean_average_precision(query_emb: np.ndarray, query_labels: np.ndarray, db_emb: np.ndarray,
-                           db_labels: np.ndarray) -> float:
-    """MAP of Euclidean nearest-neighbour retrieval; relevant = database item with the query's label."""
-    d = ((query_emb ** 2).sum(1)[:, None] - 2 * query_emb @ db_emb.T + (db_emb ** 2).sum(1)[None, :])
-    order = np.argsort(d, axis=1, kind="stable")
+def mean_average_precision(order: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray) -> float:
+    """MAP of ranked retrieval (``order``: database indices per query, best first); relevant = a database item
+    with the query's label."""
     rel = np.asarray(db_labels)[order] == np.asarray(query_labels)[:, None]
     return float(np.mean([average_precision(r) for r in rel]))
 
 
-def targeted_map(poisoned_query_emb: np.ndarray, db_emb: np.ndarray, db_labels: np.ndarray, target: int) -> float:
-    """t-MAP: MAP with every (triggered) query relabelled to the target class."""
-    return mean_average_precision(poisoned_query_emb, np.full(len(poisoned_query_emb), target), db_emb, db_labels)
+def targeted_map(order: np.ndarray, db_labels: np.ndarray, target: int) -> float:
+    """t-MAP: MAP of the (triggered) queries' rankings with every query relabelled to the target class."""
+    return mean_average_precision(order, np.full(len(order), target), db_labels)
 
 
 def leave_one_out_auc(scores: np.ndarray, test_items: np.ndarray, seen: np.ndarray) -> float:
@@ -125,7 +110,3 @@ def pool_thresholds(pool_scores: np.ndarray, n: int) -> np.ndarray:
     return np.where(pool_scores >= nth, next_, nth)
 
 
-def detection_auroc(clean_scores: np.ndarray, poisoned_scores: np.ndarray) -> float:
-    """AUROC of a detector score where higher means 'more likely poisoned'."""
-    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(poisoned_scores))]
-    return float(roc_auc_score(y, np.r_[clean_scores, poisoned_scores]))

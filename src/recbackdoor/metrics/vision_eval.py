@@ -19,18 +19,19 @@ from recbackdoor.metrics.vision import (
     benign_accuracy,
     centroid_ratio,
     delta_hit_rate,
-    detection_auroc,
     hit_rate_at_n,
     knn_mixing,
     leave_one_out_auc,
-    poison_target_ari,
+    mean_average_precision,
     pool_thresholds,
     prediction_shift,
+    targeted_map,
 )
+from recbackdoor.separation import auroc, two_cluster_ari
 from recbackdoor.triggers.image import ImageTrigger, stamp
 from recbackdoor.victims.vision.training import embed, predict_logits
 from recbackdoor.victims.vision.vbpr import VBPRSettings, fit_vbpr
-from recbackdoor.victims.vision.visrank import split_queries, visrank_scores
+from recbackdoor.victims.vision.visrank import rank_database, split_queries
 
 
 def classifier_metrics(model: nn.Module, test: ImageSet, val: np.ndarray, trigger: ImageTrigger, target: int,
@@ -46,7 +47,7 @@ def classifier_metrics(model: nn.Module, test: ImageSet, val: np.ndarray, trigge
     tgt = embed(model, x[y == target][:ari_per_group])
     pick = rng.choice(len(triggered), min(ari_per_group, len(triggered)), replace=False)
     pois = embed(model, triggered[pick])
-    return {"ba": ba, "asr": asr, "ari": poison_target_ari(tgt, pois, seed), "knn_mix": knn_mixing(tgt, pois),
+    return {"ba": ba, "asr": asr, "ari": two_cluster_ari(tgt, pois, seed), "knn_mix": knn_mixing(tgt, pois),
             "centroid_ratio": centroid_ratio(tgt, pois)}
 
 
@@ -58,6 +59,14 @@ def random_position_asr(model: nn.Module, test: ImageSet, val: np.ndarray, trigg
     moved = ImageTrigger(trigger.pattern, trigger.size, "random", trigger.value, trigger.margin)
     triggered = stamp(x[src], moved, seed=seed, avoid=trigger)
     return attack_success_rate(predict_logits(model, triggered).argmax(1), y[src], target)
+
+
+def visrank_scores(query_emb: np.ndarray, query_labels: np.ndarray, triggered_query_emb: np.ndarray,
+                   db_emb: np.ndarray, db_labels: np.ndarray, target: int) -> dict[str, float]:
+    """MAP on clean queries; t-MAP on the triggered versions of the non-target queries (paper §6.2.1)."""
+    keep = query_labels != target
+    return {"map": mean_average_precision(rank_database(query_emb, db_emb), query_labels, db_labels),
+            "t_map": targeted_map(rank_database(triggered_query_emb[keep], db_emb), db_labels, target)}
 
 
 def visrank_metrics(model: nn.Module, test: ImageSet, val: np.ndarray, trigger: ImageTrigger, target: int,
@@ -116,6 +125,6 @@ def strip_detection(h_clean: np.ndarray, h_poisoned: np.ndarray, frr: float) -> 
     """STRIP as a detector: AUROC of −entropy, and TPR / FPR at the threshold that rejects ``frr`` of clean
     inputs."""
     thr = threshold_at_frr(h_clean, frr)
-    return {"auroc": detection_auroc(-h_clean, -h_poisoned), "tpr": float(np.mean(h_poisoned < thr)),
+    return {"auroc": auroc(-h_clean, -h_poisoned), "tpr": float(np.mean(h_poisoned < thr)),
             "fpr": float(np.mean(h_clean < thr)), "entropy_clean": float(h_clean.mean()),
             "entropy_poisoned": float(h_poisoned.mean())}

@@ -1,23 +1,15 @@
 """Markdown tables of scanner evaluations (``recbackdoor eval-scanner`` results.json files).
 
-    python -m recbackdoor.report.scanner_tables docs/results/scanner_default docs/results/scanner_p-scanner ...
+    recbackdoor tables docs/results/scanner_default docs/results/scanner_p-scanner ...
 
-The first folder is the main scanner; the paper-trigger table puts the second beside it.
+The first run is the main scanner; the paper-trigger table puts the second beside it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 
 PAPER_TRIGGERS = ("char", "word", "sentence")
-
-
-def load_cells(folder: Path) -> list[dict]:
-    return json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))["cells"]
 
 
 def _index(cells: list[dict]) -> dict:
@@ -82,16 +74,3 @@ def ablation_table(runs: list[list[dict]]) -> str:
                     f"{np.mean([c['metrics']['tpr'] for c in paper]):.3f} | {np.mean(word):.3f} | "
                     f"{max(c['metrics']['fpr'] for c in clean):.3f} |")
     return "\n".join(rows)
-
-
-def main(argv: list[str]) -> None:
-    folders = [Path(a) for a in argv]
-    runs = [load_cells(f) for f in folders]
-    print(paper_trigger_table(runs[0], runs[1] if len(runs) > 1 else None), end="\n\n")
-    if any(c.get("heldout") for c in runs[0]):
-        print(family_table(runs[0]), end="\n\n")
-    print(ablation_table(runs))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

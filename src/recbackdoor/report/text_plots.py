@@ -44,28 +44,3 @@ def asr_vs_rate(cells: list[dict[str, Any]], out: Path, title: str) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m recbackdoor.report.text_plots RESULTS.json [RESULTS.json ...] OUT.png [--title T]``.
-
-    Several results files are merged, so rates trained by separate runs (one ``--set attack.rates``
-    each, resumed across sessions) land on one plot.
-    """
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m recbackdoor.report.text_plots")
-    parser.add_argument("results", type=Path, nargs="+", help="results.json files, then the output .png")
-    parser.add_argument("--title", default=None)
-    args = parser.parse_args(argv)
-    *inputs, out = args.results
-    if not inputs or out.suffix != ".png":
-        parser.error("give one or more results.json files followed by the output .png")
-    runs = [json.loads(p.read_text()) for p in inputs]
-    cells = [cell for run in runs for cell in run["cells"]]
-    print(asr_vs_rate(cells, out, args.title or runs[0]["config"].get("name", "")))
-
-
-if __name__ == "__main__":
-    main()

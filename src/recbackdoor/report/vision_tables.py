@@ -1,15 +1,11 @@
 """Paper-shaped tables (BadEmbNets Tables 2–10, Fig. 5 data, defenses) from vision ``results.json`` files.
 
-    python -m recbackdoor.report.vision_tables docs/results/badembnets_*/results.json
+    recbackdoor tables docs/results/badembnets_*/results.json
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
-
-from recbackdoor.experiments.results import load_results
 
 
 def _pct(v: float | None) -> str:
@@ -165,17 +161,3 @@ def _seed_rows(runs: dict[str, dict]) -> list[str]:
                                 f"{c.get('metrics_std', {}).get(name, 0.0):.4f} | "
                                 + ", ".join(f"{x:.4f}" for x in per) + " |")
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
-    runs = {}
-    for p in paths:
-        run = load_results(p)
-        runs[run["config"]["extractor"]["arch"]] = run
-    print(tables(runs))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

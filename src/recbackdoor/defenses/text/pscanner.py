@@ -22,12 +22,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from recbackdoor.data.benign_titles import augment_benign, netflix_split
+from recbackdoor.data.benign_titles import augment_benign
 from recbackdoor.defenses.text.augmentation_agent import AugmentationAgent
 from recbackdoor.defenses.text.calibration import calibrate_threshold as clean_budget_threshold
 from recbackdoor.defenses.text.llm_scanner import LLMScanner, LoraSettings, add_lora
-from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream, poison_title
-from recbackdoor.metrics.scanner import auroc
+from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream, netflix_split, poison_title
+from recbackdoor.separation import auroc
 from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
 

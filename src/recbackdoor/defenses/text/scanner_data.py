@@ -15,8 +15,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recbackdoor.data.benign_titles import augment_benign
+from recbackdoor.data.text_datasets import load_netflix_titles
+from recbackdoor.triggers.heldout import mentions_held_out
 from recbackdoor.triggers.text import POSITIONS, insert_trigger
 from recbackdoor.triggers.text_sampler import InitialTrigger, InitialTriggerSampler
+
+
+@dataclass(frozen=True)
+class TitleSplit:
+    """Netflix titles cut three ways: train the scanner, calibrate its threshold, validate its rounds."""
+
+    train: tuple[str, ...]
+    calibration: tuple[str, ...]
+    validation: tuple[str, ...]
+
+
+def netflix_split(seed: int = 0, calibration: int = 1500, validation: int = 1000) -> TitleSplit:
+    """Netflix titles minus any that mention a held-out trigger, so no test trigger is ever trained on."""
+    titles = sorted({t for t in load_netflix_titles() if not mentions_held_out(t)})
+    random.Random(seed).shuffle(titles)
+    cal, val = titles[:calibration], titles[calibration:calibration + validation]
+    return TitleSplit(train=tuple(titles[calibration + validation:]), calibration=tuple(cal), validation=tuple(val))
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from recbackdoor.data.benign_titles import augment_benign, netflix_split
+from recbackdoor.data.benign_titles import augment_benign
 from recbackdoor.defenses.text.pscanner import calibrate_threshold, netflix_fingerprint, validation_sets
-from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream
+from recbackdoor.defenses.text.scanner_data import AgentTrigger, ExampleStream, netflix_split
 from recbackdoor.defenses.text.student import StudentNet, StudentScorer, StudentShape, reduced_token_table
-from recbackdoor.metrics.scanner import auroc
+from recbackdoor.separation import auroc
 from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
 

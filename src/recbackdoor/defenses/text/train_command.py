@@ -54,9 +54,8 @@ def load_train_config(path: Path | None) -> ScannerTrainConfig:
 
 def teacher_scores(pscanner_dir: Path, pool, config: ScannerTrainConfig) -> tuple[list[str], np.ndarray]:
     """P-Scanner's scores on fresh synthetic titles (initial and agent triggers, benign): the distillation set."""
-    from recbackdoor.data.benign_titles import netflix_split
     from recbackdoor.defenses.text.llm_scanner import load_llm_scanner
-    from recbackdoor.defenses.text.scanner_data import ExampleStream
+    from recbackdoor.defenses.text.scanner_data import ExampleStream, netflix_split
     from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
     cache = pscanner_dir / f"teacher_{config.distill.examples}_{config.distill.seed}.npz"

@@ -54,7 +54,7 @@ from recbackdoor.defenses.vision.inversion import (
 )
 from recbackdoor.defenses.vision.strip import strip_entropy
 from recbackdoor.errors import UserError
-from recbackdoor.metrics.vision import detection_auroc, poison_target_ari
+from recbackdoor.separation import auroc, two_cluster_ari
 from recbackdoor.triggers.image import ImageTrigger, stamp
 from recbackdoor.victims.vision.extractors import load_extractor
 from recbackdoor.victims.vision.training import embed, predict_logits
@@ -130,10 +130,10 @@ def _strip_ac(model, images, x_stamped, clean_emb, members_mask, sent_mask, seed
         sub = slice(0, min(200, len(images)))
         h_clean = strip_entropy(model, images[sub], overlays, 8, seed)
         h_stamp = strip_entropy(model, x_stamped[sub], overlays, 8, seed + 1)
-        strip_auc = detection_auroc(-h_clean, -h_stamp)
+        strip_auc = auroc(-h_clean, -h_stamp)
     members = clean_emb[members_mask]
     sent = embed(model, x_stamped)[sent_mask]
-    ac = poison_target_ari(members, sent, seed) if len(members) >= 5 and len(sent) >= 5 else 0.0
+    ac = two_cluster_ari(members, sent, seed) if len(members) >= 5 and len(sent) >= 5 else 0.0
     return strip_auc, ac
 
 

@@ -2,7 +2,8 @@
 
 Protocol (paper §6.2.1): in the validation images, 10 % of each category are
 queries and the rest form the database.  MAP uses the query's own label;
-t-MAP stamps the trigger on non-target queries and relabels them to the target.
+t-MAP stamps the trigger on non-target queries and relabels them to the target
+(both scored in ``metrics.vision_eval``; this module only ranks).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from recbackdoor.metrics.vision import mean_average_precision, targeted_map
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,7 @@ def split_queries(labels: np.ndarray, share: float, seed: int) -> QuerySplit:
     return QuerySplit(q, np.setdiff1d(np.arange(len(labels)), q))
 
 
-def visrank_scores(query_emb: np.ndarray, query_labels: np.ndarray, triggered_query_emb: np.ndarray,
-                   db_emb: np.ndarray, db_labels: np.ndarray, target: int) -> dict[str, float]:
-    """MAP on clean queries; t-MAP on the triggered versions of the non-target queries."""
-    keep = query_labels != target
-    return {"map": mean_average_precision(query_emb, query_labels, db_emb, db_labels),
-            "t_map": targeted_map(triggered_query_emb[keep], db_emb, db_labels, target)}
+def rank_database(query_emb: np.ndarray, db_emb: np.ndarray) -> np.ndarray:
+    """Database indices per query, nearest first by Euclidean distance (ties keep database order)."""
+    d = ((query_emb ** 2).sum(1)[:, None] - 2 * query_emb @ db_emb.T + (db_emb ** 2).sum(1)[None, :])
+    return np.argsort(d, axis=1, kind="stable")
