@@ -133,6 +133,7 @@ def test_multi_seed_cells_show_mean_and_std():
     assert any(re.fullmatch(r"0\.\d{4} ± 0\.\d{4}", value) for row in rows for value in row)
 
 
+@pytest.mark.slow
 def test_the_committed_results_build_in_under_a_minute(tmp_path):
     started = time.process_time()  # CPU seconds: on a shared machine wall time measures the neighbours too
     assert main(["report", str(RESULTS), "--out", str(tmp_path / "report.html")]) == 0
@@ -176,6 +177,7 @@ def page(tmp_path_factory):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_page_has_no_console_errors(page):
     severe = [entry for entry in page.get_log("browser") if entry.get("level") == "SEVERE"]
     assert severe == []

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from data_parallel_worker import train_and_generate  # noqa: E402
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_generate_like_one(tiny, session_cache, tmp_path):
     lm = SplitLM(tiny, train_layers=1, method="lora", lora_r=4, lora_alpha=8, autocast=False)
     state, losses, gens = train_and_generate(lm)
@@ -84,6 +85,7 @@ max_new_tokens = 8
 """
 
 
+@pytest.mark.slow
 def test_a_two_process_run_writes_the_one_process_results_once(tiny, session_cache, tmp_path):
     """The whole runner under torchrun: same cells as one process, one published copy of each stage."""
     import shutil

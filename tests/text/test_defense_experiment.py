@@ -32,6 +32,7 @@ def _run(cfg, cache, tmp_path, only=None):
 
 
 @pytest.mark.parametrize("mode", ["tallrec", "llara"])
+@pytest.mark.slow
 def test_every_row_of_the_table_comes_out_with_rates_cost_and_score(mode, tmp_path, session_cache, data_root):
     cells = _run(_config(mode), session_cache, tmp_path)
     assert set(cells) == {"benign", "badrec", *NAMES}
@@ -56,6 +57,7 @@ def test_every_row_of_the_table_comes_out_with_rates_cost_and_score(mode, tmp_pa
     assert dropped["dropped_fake"] >= 1 and dropped["dropped_fake"] <= dropped["n_fake"]
 
 
+@pytest.mark.slow
 def test_only_reruns_one_cell_from_the_cache_with_the_same_numbers(tmp_path, session_cache, data_root):
     first = _run(_config("tallrec"), session_cache, tmp_path)
     again = _run(_config("tallrec"), session_cache, tmp_path, only={"variant": "rd"})

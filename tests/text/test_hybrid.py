@@ -157,6 +157,7 @@ def test_generation_injects_slots_at_the_right_place_under_left_padding(tiny):
     assert not torch.allclose(with_slot, lm.next_token_logits(states, slots=[(slot_short, (3,))]))
 
 
+@pytest.mark.slow
 def test_llara_hybrid_run_writes_every_cell_with_stated_denominators(tmp_path, session_cache, data_root):
     """Plumbing of the hybrid LLaRA mode end to end on a few real MovieLens prompts (tiny scratch LM)."""
     from recbackdoor.experiments.badrec_experiment import BadRecConfig, run_badrec

@@ -21,6 +21,7 @@ def _config(mode: str, **sections):
 
 @pytest.mark.parametrize("mode,kind", [("tallrec", TallrecRecommender), ("llara", LlaraRecommender),
                                        ("llara-hybrid", HybridLlaraRecommender)])
+@pytest.mark.slow
 def test_engine_hands_each_mode_to_its_own_recommender_before_any_model_loads(mode, kind, tmp_path, data_root):
     from recbackdoor.cache import StageCache
     from recbackdoor.experiments.badrec_engine import BadRecEngine

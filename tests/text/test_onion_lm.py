@@ -15,6 +15,7 @@ def onion(session_cache):
     return Onion(backbone.model, backbone.tokenizer)
 
 
+@pytest.mark.slow
 def test_an_inserted_rare_word_is_the_most_suspicious_and_raises_the_score(onion) -> None:
     clean, poisoned = "The Lord of the Rings", "The Lord of Ethereal the Rings"
     words = dict(onion.word_suspicion(poisoned))
@@ -23,6 +24,7 @@ def test_an_inserted_rare_word_is_the_most_suspicious_and_raises_the_score(onion
     assert scores[1] > scores[0] > 0.0 and scores[2] == 0.0  # a one-word title has nothing to remove
 
 
+@pytest.mark.slow
 def test_batched_suspicions_match_one_title_at_a_time(onion) -> None:
     titles = ["Toy Story (1995)", "Heat", "", "Four Rooms (1995) Ethereal"]
     batched = onion.word_suspicions(titles)

@@ -80,6 +80,7 @@ def local_ray() -> Iterator[None]:
             ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_path_matches_direct_scanner_row_by_row() -> None:
     frame = catalogue()
     ds = ray.data.from_pandas([frame.iloc[i:i + 15] for i in range(0, len(frame), 15)])  # 4 blocks
@@ -147,6 +148,7 @@ def test_missing_column_and_bad_rows_are_user_errors() -> None:
         ScannerBatch(scanner=PoisonScanner(Broken(), 0.5))(frame)
 
 
+@pytest.mark.slow
 def test_scan_files_with_ray_csv_to_parquet_in_order(tmp_path: Path) -> None:
     frame = catalogue(40)
     src = tmp_path / "catalogue"  # a folder of CSV parts, as on object storage: several blocks
@@ -208,6 +210,7 @@ def tiny_saved_student(folder: Path, titles: list[str]) -> Path:
 
 
 @pytest.mark.parametrize("which", ["tiny-saved", "default"])
+@pytest.mark.slow
 def test_saved_scanner_is_loaded_in_the_actor(which: str, tmp_path: Path) -> None:
     """``model=`` path: each actor loads the saved scanner itself; answers match the driver's own load."""
     frame = catalogue(24)

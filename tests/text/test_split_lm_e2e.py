@@ -50,6 +50,7 @@ def test_adapter_round_trip_and_mismatch(tiny, tiny_lora, tmp_path):
         lm.load(tmp_path / "bad.safetensors")
 
 
+@pytest.mark.slow
 def test_tallrec_backdoor_raises_asr_far_above_benign(tmp_path, session_cache, data_root):
     """A small real run: SmolLM2 + LoRA on 200 MovieLens prompts, 50 fake users with "Ethereal" targets."""
     from recbackdoor.experiments.badrec_experiment import BadRecConfig, run_badrec
@@ -217,6 +218,7 @@ def test_pool_copy_rates_counts_pool_titles_and_hits():
     assert pool_copy_rates(Always5(), cases) == (2 / 3, 1 / 3)
 
 
+@pytest.mark.slow
 def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, data_root):
     """The titles-copy pre-training must not move the title tokens' random codes (nor decay them)."""
     from safetensors.torch import load_file

@@ -47,6 +47,7 @@ def _poisoned_to_target_ratio(model, images, labels):
     return np.linalg.norm(pois - centre, axis=1).mean() / np.linalg.norm(tgt - centre, axis=1).mean()
 
 
+@pytest.mark.slow
 def test_triplet_term_pulls_poisoned_into_target_cluster_badnets_does_not(fmnist_small, fmnist_test_small):
     # a high poisoning rate so a 640-image, 8-epoch run learns the backdoor at all
     data = poison(fmnist_small.images, fmnist_small.labels, ImageTrigger(), TARGET, 0.25, seed=0)

@@ -22,6 +22,7 @@ def tiny_models(fmnist_small):
     return spec, clean, bad
 
 
+@pytest.mark.slow
 def test_audit_passes_clean_and_flags_badnets(tiny_models, fmnist_test_small):
     _, clean, bad = tiny_models
     images = fmnist_test_small.images[:200]
@@ -32,6 +33,7 @@ def test_audit_passes_clean_and_flags_badnets(tiny_models, fmnist_test_small):
     assert "white square 3px @br" in bad_report.reasons[0] and "class 7" in bad_report.reasons[0]
 
 
+@pytest.mark.slow
 def test_cli_flags_a_backdoored_file_with_exit_1(tiny_models, tmp_path, capsys, monkeypatch):
     import recbackdoor.defenses.vision.audit as audit
 

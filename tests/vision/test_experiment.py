@@ -17,6 +17,7 @@ TOY = ["data.train_per_class=60", "data.val_per_class=30", "data.catalogue_per_c
        "defenses.finetune_per_class=10"]
 
 
+@pytest.mark.slow
 def test_toy_run_writes_schema_cells_and_reuses_cached_extractors(tmp_path, fmnist_small):
     cache = StageCache(tmp_path / "cache")
     first = run_experiment(CONFIG, tmp_path / "out", TOY, {}, cache)
@@ -43,6 +44,7 @@ def test_unknown_config_key_is_named(tmp_path):
         run_experiment(CONFIG, tmp_path / "o", ["extractor.epoch=3"], {}, StageCache(tmp_path / "c"))
 
 
+@pytest.mark.slow
 def test_real_log_and_image_folder_run_through_the_same_experiment(tmp_path, fmnist_small):
     """A user with a real interaction file + image folder runs the experiment unchanged."""
     import numpy as np
