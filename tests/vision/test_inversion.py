@@ -19,7 +19,8 @@ from recbackdoor.triggers.image import FAMILIES, ImageTrigger, sample_trigger, s
 from recbackdoor.victims.vision.extractors import ArchSpec, build_extractor, load_extractor, save_extractor
 from recbackdoor.victims.vision.training import TrainSettings, train_extractor
 
-FAST = InversionSettings(steps=60, batch_size=12, embed_batch_size=32, restarts=2, seed=0)
+# the package's 200 steps: at 60 the tiny models' masks had not shrunk yet (backdoored as large as clean)
+FAST = InversionSettings(steps=200, batch_size=12, embed_batch_size=32, restarts=2, seed=0)
 KNOWN = ImageTrigger()  # the paper's stamp: white 3×3 square, bottom right (rows and columns 24–26)
 BOX = (24, 24, 3, 3)  # row, col, height, width
 
@@ -54,8 +55,6 @@ def tiny_calibration(tiny, fmnist_test_small):
     return calibrate(refs, fpr=0.01, settings=FAST.__dict__)
 
 
-@pytest.mark.xfail(strict=False, reason="tiny ResNet (640 images, 60 steps) too noisy: failed on the last run, "
-                   "see docs/notes/vision_trigger_inversion.md")
 @pytest.mark.slow
 def test_class_inversion_recovers_the_stamp_and_its_target(tiny, fmnist_test_small):
     _, models = tiny
@@ -64,7 +63,8 @@ def test_class_inversion_recovers_the_stamp_and_its_target(tiny, fmnist_test_sma
     sus = found.triggers[found.suspect]
     clean = invert_classes(models["clean"], images, FAST)
     assert sus.target == 7
-    assert sus.size < 0.5 * min(t.size for t in clean.triggers)
+    assert anomaly_index(np.array([t.size for t in found.triggers]))[found.suspect] >= 2  # NC's outlier rule
+    assert sus.size < min(t.size for t in clean.triggers)  # smaller than any class's mask in the clean model
     assert _on_box(sus.mask) > 0.5  # the recovered mask sits on the true stamp
 
 
@@ -73,8 +73,6 @@ def _audit(model, calibration, fmnist_test_small):
                        settings=FAST, invert_images=120)
 
 
-@pytest.mark.xfail(strict=False, reason="tiny ResNet (640 images, 60 steps) too noisy: failed on the last run, "
-                   "see docs/notes/vision_trigger_inversion.md")
 @pytest.mark.slow
 def test_audit_flags_the_backdoor_by_inversion(tiny, tiny_calibration, fmnist_test_small):
     report = _audit(tiny[1]["bad"], tiny_calibration, fmnist_test_small)
@@ -88,8 +86,10 @@ def test_audit_passes_a_clean_model(tiny, tiny_calibration, fmnist_test_small):
     assert report.verdict == "PASS", report.reasons
 
 
-@pytest.mark.xfail(strict=False, reason="tiny ResNet (640 images, 60 steps) too noisy: failed on the last run, "
-                   "see docs/notes/vision_trigger_inversion.md")
+@pytest.mark.xfail(strict=False, reason="on tiny models (BadNets or BadEmbNets, width 8, 640 images) the "
+                   "stamped embeddings never reach the 0.6 collapse similarity (0.55-0.60, as for a clean "
+                   "model), so the search returns clean-sized masks off the stamp; see "
+                   "docs/notes/vision_trigger_inversion.md")
 @pytest.mark.slow
 def test_embedding_only_inversion_works_with_the_head_removed(tiny, tiny_calibration, fmnist_test_small):
     spec, models = tiny
