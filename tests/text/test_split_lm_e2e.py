@@ -228,7 +228,8 @@ def test_copy_recipe_keeps_title_codes_fixed_while_the_rest_trains(tmp_path, dat
     weights = {}
     for steps in (1, 3):
         out = tmp_path / f"steps{steps}"
-        stats = build_scratch(out, "titles-copy", ("ml100k",), steps, seed=0, per_dataset=20, batch_size=2)
+        stats = build_scratch(out, "titles-copy", ("ml100k",), steps, seed=0, per_dataset=20, batch_size=2,
+                              probe_prompts=5)  # the probes only log; this test reads the weights
         assert stats["copy"] == vars(COPY_RECIPES["titles-copy"])
         weights[steps] = load_file(str(out / "model.safetensors"))
     from transformers import AutoTokenizer

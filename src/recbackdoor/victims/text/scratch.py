@@ -266,12 +266,13 @@ def pad_rows(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, seed: int,
                   per_dataset: int = 2000, batch_size: int = 16, lr: float = 2e-3,
-                  probe_every: int = 100, bf16: bool = True) -> dict:
+                  probe_every: int = 100, bf16: bool = True, probe_prompts: int = 200) -> dict:
     """Train tokenizer + model and save a Hugging Face checkpoint to ``out``.
 
     With a copy recipe (``COPY_RECIPES``), every ``probe_every`` steps the log records how often the model,
-    zero-shot, puts a pool title first on 200 held-out LLaRA prompts of the first dataset (``in_pool``), so a
-    recipe that will not copy shows it before any recommender is fine-tuned from it, and how many repeated
+    zero-shot, puts a pool title first on ``probe_prompts`` held-out LLaRA prompts of the first dataset
+    (``in_pool``), so a recipe that will not copy shows it before any recommender is fine-tuned from it, and how many
+    repeated
     titles of 8 held-out copy rows it predicts (``copy_acc``).
     ``bf16`` is the plain (recipe-less) sizes' autocast; a copy recipe carries its own.
     """
@@ -300,7 +301,7 @@ def build_scratch(out: Path, size: str, datasets: tuple[str, ...], steps: int, s
         model.transformer.wte.weight.data[title_ids] = codes
         lr = recipe.lr
         again = fast(" again:", add_special_tokens=False)["input_ids"]
-        probe = pool_copy_cases(catalogues[0], fast, seed, 200)
+        probe = pool_copy_cases(catalogues[0], fast, seed, probe_prompts)
         held_rng = random.Random(seed + 1)
         held_out = [_clip(copy_row(title_ids, again, recipe.list_len, held_rng), context) for _ in range(8)]
 
