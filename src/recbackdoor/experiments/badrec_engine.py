@@ -280,9 +280,11 @@ class BadRecEngine:
                 self.train(v)
                 with self.ctx.timer(f"{self.dataset}/evaluate"):
                     clean = self.recommender.answer_clean(self.split.test)
+                    clean_scores = clean_metrics(clean)  # once per model: every trigger's cell shares them
                     for trig in todo:
-                        results[trig] = self.ctx.cache.get_json("cell", self._cell_key(key, trig),
-                                                                lambda t=trig, c=clean: self._cell(t, c))
+                        results[trig] = self.ctx.cache.get_json(
+                            "cell", self._cell_key(key, trig),
+                            lambda t=trig, c=clean, cs=clean_scores: self._cell(t, c, cs))
                 self.store.save()
             for trig in wanted:
                 self._add_cell(v, trig, results[trig])
@@ -311,11 +313,12 @@ class BadRecEngine:
         key.update(self.recommender.answer_key(lambda: self.lm.tokenizer))
         return key
 
-    def _cell(self, trig: TextTrigger, clean: CleanAnswers) -> dict[str, Any]:
-        """One cell's cached dict: the clean-prompt metrics, the attack metrics of ``trig``, training facts."""
+    def _cell(self, trig: TextTrigger, clean: CleanAnswers, clean_scores: dict[str, Any]) -> dict[str, Any]:
+        """One cell's cached dict: the clean-prompt metrics (``clean_scores``, of ``clean``), the attack metrics of
+        ``trig``, training facts."""
         test, tseed = self.triggered_test()
         triggered = self.recommender.answer_triggered(test, trig, tseed)
-        return {**clean_metrics(clean), **attack_metrics(triggered, clean),
+        return {**clean_scores, **attack_metrics(triggered, clean),
                 "train_seconds": self.train_log["seconds"], "n_fake": self.train_log["n_fake"]}
 
     def triggered_test(self) -> tuple[list, int]:
