@@ -102,6 +102,17 @@ def _params(k: int, channels: int, h: int, w: int, gen: torch.Generator) -> tupl
     return m, p
 
 
+def _start_search(k: int, c: int, h: int, w: int, gen: torch.Generator, s: InversionSettings) -> tuple:
+    """The state both searches start from: ``k`` masks and patterns (raw, pre-sigmoid) with their optimiser,
+    one size penalty each, and the best (smallest successful) mask so far, none yet."""
+    m_raw, p_raw = _params(k, c, h, w, gen)
+    opt = torch.optim.Adam([m_raw, p_raw], lr=s.lr)
+    lam = torch.full((k,), s.init_lambda)
+    best_size = torch.full((k,), float("inf"))
+    return (m_raw, p_raw, opt, lam, best_size, torch.sigmoid(m_raw.detach()).clone(),
+            torch.sigmoid(p_raw.detach()).clone())
+
+
 def _freeze(model: nn.Module) -> list[bool]:
     model.eval()
     flags = [p.requires_grad for p in model.parameters()]
@@ -134,13 +145,8 @@ def invert_classes(model: nn.Module, images: np.ndarray, settings: InversionSett
         classes = [int(k) for k in torch.nonzero(counts >= max(2, s.min_class_share * n)).flatten()]
         gen = torch.Generator().manual_seed(s.seed)
         k = len(classes)
-        m_raw, p_raw = _params(k, c, h, w, gen)
-        opt = torch.optim.Adam([m_raw, p_raw], lr=s.lr)
+        m_raw, p_raw, opt, lam, best_size, best_m, best_p = _start_search(k, c, h, w, gen, s)
         target = torch.tensor(classes)
-        lam = torch.full((k,), s.init_lambda)
-        best_size = torch.full((k,), float("inf"))
-        best_m = torch.sigmoid(m_raw.detach()).clone()
-        best_p = torch.sigmoid(p_raw.detach()).clone()
         for step in range(s.steps):
             idx = torch.randint(0, n, (s.batch_size,), generator=gen)
             xb, yb = x[idx], clean[idx]
@@ -208,12 +214,7 @@ def invert_embedding(model: nn.Module, images: np.ndarray, settings: InversionSe
         center = features(model, images).mean(0)  # ReLU features are all positive: measure from the clean mean
         r = s.restarts
         gen = torch.Generator().manual_seed(s.seed + 1)
-        m_raw, p_raw = _params(r, c, h, w, gen)
-        opt = torch.optim.Adam([m_raw, p_raw], lr=s.lr)
-        lam = torch.full((r,), s.init_lambda)
-        best_size = torch.full((r,), float("inf"))
-        best_m = torch.sigmoid(m_raw.detach()).clone()
-        best_p = torch.sigmoid(p_raw.detach()).clone()
+        m_raw, p_raw, opt, lam, best_size, best_m, best_p = _start_search(r, c, h, w, gen, s)
         b = min(s.embed_batch_size, n)
         for step in range(s.steps):
             idx = torch.stack([torch.randperm(n, generator=gen)[:b] for _ in range(r)])
