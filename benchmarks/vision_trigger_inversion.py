@@ -42,8 +42,10 @@ from recbackdoor.victims.vision.training import TrainSettings, predict_logits, t
 
 CLASSES = [0, 2, 3, 4, 5, 6, 7, 9]
 WIDTHS = {"alexnet": 32, "resnet": 16}
-PER_CLASS, EPOCHS, BATCH, LR, RATE = 400, 6, 64, 1e-3, 0.1
-CALIBRATION_SEEDS = (100, 101, 102)
+PER_CLASS, BATCH, LR, RATE = 400, 64, 1e-3, 0.1
+# AlexNet-style trains slower: at 6 epochs 5 of its 6 study backdoors did not take (ASR <= 0.18, BA 0.73)
+EPOCHS = {"alexnet": 18, "resnet": 6}
+CALIBRATION_SEEDS = (100, 101, 102, 103, 104, 105)
 CLEAN_SEEDS = (0, 1, 2, 3, 4)
 BACKDOOR_SEEDS = (0, 1, 2)
 
@@ -94,7 +96,7 @@ def load_data() -> tuple[fm.ImageSet, fm.ImageSet]:
 def train_job(job: Job, train: fm.ImageSet, cache: StageCache) -> Path:
     spec = ArchSpec(arch=job.arch, width=WIDTHS[job.arch])
     emb = job.variant == "badembnets"
-    settings = TrainSettings(epochs=EPOCHS, batch_size=BATCH, lr=LR, alpha=0.5 if emb else 1.0,
+    settings = TrainSettings(epochs=EPOCHS[job.arch], batch_size=BATCH, lr=LR, alpha=0.5 if emb else 1.0,
                              beta=0.5 if emb else 0.0, seed=job.seed, threads=1)
     trig = trigger_for(job)
     key = {"spec": asdict(spec), "settings": asdict(settings), "variant": job.variant, "per_class": PER_CLASS,
@@ -140,23 +142,39 @@ def audit_images(test: fm.ImageSet) -> np.ndarray:
     return test.images[fm.per_class_sample(test.labels, list(range(10)), 50, 0)]
 
 
-def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache, calibration_path: Path | None) -> dict:
+def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache) -> dict:
+    """The audit without thresholds (the "none" calibration): its statistics do not depend on the calibration,
+    so calibration and study audits run in any order and a new calibration re-judges them for free
+    (``judge``); the stamp search's own verdict is in ``decided_by``."""
     from recbackdoor.defenses.vision.audit import audit_model
     from recbackdoor.defenses.vision.audit_report import report_dict
     from recbackdoor.defenses.vision.calibration import Calibration, calibration_hash
+    from recbackdoor.defenses.vision.inversion import InversionSettings
 
-    calib = Calibration.load(calibration_path)
-    key = {"model": (path / "key.json").read_text(), "calibration": calibration_hash(calib), "audit": 3}
+    none = Calibration.load(Path("none"))
+    key = {"model": (path / "key.json").read_text(), "calibration": calibration_hash(none), "audit": 4,
+           "settings": asdict(InversionSettings())}
 
     def compute() -> dict:
         model, _ = load_extractor(path / "model.safetensors")
         start = time.perf_counter()
-        report = audit_model(model, audit_images(test), arch=job.arch, calibration=calib)
+        report = audit_model(model, audit_images(test), arch=job.arch, calibration=none)
         out = report_dict(report)
         out["seconds"] = time.perf_counter() - start
         return out
 
     return cache.get_json("vision_audit_study_audit", key, compute)
+
+
+def judge(report: dict, arch: str, calibration_path: Path | None) -> tuple[str, list[str]]:
+    """The audit's verdict under a calibration, by the audit's own rule (``ArchThresholds.flags``)."""
+    from recbackdoor.defenses.vision.calibration import Calibration
+
+    flags = Calibration.load(calibration_path).for_arch(arch).flags(report["statistics"])
+    decided = [d for d in report["decided_by"] if d == "stamp search"]
+    decided += ["class inversion"] if flags["class_size"] or flags["class_anomaly"] else []
+    decided += ["embedding inversion"] if flags["embedding_size"] else []
+    return ("FLAGGED" if decided else "PASS"), decided
 
 
 def iou(recovered: np.ndarray, truth: np.ndarray, top: int | None = None) -> float:
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for job in [j for j in selected if j.role == "calibration"]:
             path = train_job(job, train, cache)
-            rows.append((job.arch, audit_job(path, job, test, cache, Path("none"))))
+            rows.append((job.arch, audit_job(path, job, test, cache)))
             print(job.name, json.dumps(rows[-1][1]["statistics"]), flush=True)
         refs: dict[str, dict[str, list[float]]] = {}
         for arch, rep in rows:
@@ -250,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 refs.setdefault(arch, {}).setdefault(stat, []).append(rep["statistics"][stat])
         recipe = ("RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py calibrate "
                   f"--fpr {args.fpr} --write {args.write}  (clean extractors: {', '.join(WIDTHS)} × seeds "
-                  f"{list(CALIBRATION_SEEDS)}, {PER_CLASS} images/class, {EPOCHS} epochs; 500 test images)")
+                  f"{list(CALIBRATION_SEEDS)}, {PER_CLASS} images/class, epochs {EPOCHS}; 500 test images)")
         calib = calibrate(refs, args.fpr, asdict(InversionSettings()), recipe)
         if args.write is not None:
             calib.save(args.write)
@@ -261,9 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     for job in [j for j in selected if j.role in ("study", "paper")]:
         path = train_job(job, train, cache)
         m = attack_metrics(path, job, test)
-        rep = audit_job(path, job, test, cache, args.calibration)
+        rep = audit_job(path, job, test, cache)
+        verdict, decided = judge(rep, job.arch, args.calibration)
         row = {"name": job.name, "role": job.role, "arch": job.arch, "variant": job.variant, **m,
-               "verdict": rep["verdict"], "decided_by": rep["decided_by"], "seconds": rep["seconds"],
+               "verdict": verdict, "decided_by": decided, "seconds": rep["seconds"],
                "statistics": rep["statistics"]}
         if job.variant != "clean":
             truth = np.load(path / "trigger.npz")["mask"]

@@ -12,7 +12,7 @@ from PIL import Image
 from recbackdoor.attacks.badnets import clean_set, poison
 from recbackdoor.cli import main
 from recbackdoor.defenses.vision.audit import audit_model
-from recbackdoor.defenses.vision.calibration import Calibration, calibrate
+from recbackdoor.defenses.vision.calibration import ArchThresholds, Calibration, calibrate
 from recbackdoor.defenses.vision.inversion import InversionSettings, anomaly_index, invert_classes, invert_embedding
 from recbackdoor.errors import UserError
 from recbackdoor.triggers.image import FAMILIES, ImageTrigger, sample_trigger, stamp
@@ -123,6 +123,27 @@ def test_bad_calibration_file_is_one_line_error(tmp_path):
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
+def test_audit_runs_the_search_its_thresholds_were_calibrated_with():
+    from recbackdoor.defenses.vision.audit import _settings_of
+
+    calib = calibrate({"resnet": {"class_size": [0.02, 0.03], "embedding_size": [0.02, 0.02],
+                                  "class_anomaly": [0.7, 0.8]}}, fpr=0.01,
+                      settings={**FAST.__dict__, "steps": 7, "retired_setting": 1})
+    assert _settings_of(calib, seed=5) == InversionSettings(**{**FAST.__dict__, "steps": 7, "seed": 5})
+    assert _settings_of(Calibration.load("none"), seed=5) == InversionSettings(seed=5)
+
+
+def test_thresholds_flag_by_hand_computed_cases():
+    thr = ArchThresholds(class_size=0.01, embedding_size=0.02, class_anomaly=2.0)
+    assert thr.flags({"class_size": 0.01, "class_anomaly": 1.9, "embedding_size": 0.03}) == {
+        "class_size": True, "class_anomaly": False, "embedding_size": False}
+    assert thr.flags({"class_size": 0.011, "class_anomaly": 2.0, "embedding_size": 0.02}) == {
+        "class_size": False, "class_anomaly": True, "embedding_size": True}
+    # no head: the class statistics are absent and never flag
+    assert thr.flags({"class_size": None, "class_anomaly": None, "embedding_size": 0.5}) == {
+        "class_size": False, "class_anomaly": False, "embedding_size": False}
+
+
 def test_anomaly_index_singles_out_the_small_mask():
     ai = anomaly_index(np.array([0.1, 0.11, 0.09, 0.12, 0.1, 0.01]))
     assert ai.argmax() == 5 and ai[5] > 3 and ai[:5].max() < 2
@@ -150,7 +171,6 @@ def test_cli_writes_picture_and_html(tiny, tiny_calibration, tmp_path, capsys, m
     save_extractor(models["bad"], spec, path)
     tiny_calibration.save(tmp_path / "calib.json")
     monkeypatch.setattr(audit, "_default_images", lambda n, seed: fmnist_test_small.images[:120])
-    monkeypatch.setattr(audit, "InversionSettings", lambda seed=0: FAST)
     out = tmp_path / "report"
     code = main(["audit-extractor", "--weights", str(path), "--arch", "resnet", "--calibration",
                  str(tmp_path / "calib.json"), "--out", str(out), "--no-progress"])

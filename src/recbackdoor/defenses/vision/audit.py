@@ -25,6 +25,7 @@ Exit status: 0 pass, 1 flagged, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -205,7 +206,8 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
 
     calibration = calibration or Calibration.load()
     thr = calibration.for_arch(arch)
-    settings = settings or InversionSettings(seed=seed)
+    # the thresholds hold for the search that produced them: run the calibration's settings unless told otherwise
+    settings = settings or _settings_of(calibration, seed)
     rng = np.random.default_rng(seed)
     sub = images[np.sort(rng.permutation(len(images))[:invert_images])]
     h, w = images.shape[2:]
@@ -227,11 +229,12 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
                   "class_target": sus.target, "class_success": sus.success}
         pictures.append((f"class inversion → class {sus.target}", sus.mask, sus.pattern))
         why = []
-        if sus.size <= thr.class_size:
+        flags = thr.flags(stats)
+        if flags["class_size"]:
             why.append(f"a mask of {sus.size:.1%} of the image ({sus.size * h * w:.0f} px) sends {sus.success:.0%} "
                        f"of other images to class {sus.target}; clean {arch or 'reference'} extractors need "
                        f"> {thr.class_size:.1%}")
-        if classes.anomaly[classes.suspect] >= thr.class_anomaly:
+        if flags["class_anomaly"]:
             why.append(f"class {sus.target}'s mask is an outlier among the classes' masks (anomaly index "
                        f"{classes.anomaly[classes.suspect]:.1f} ≥ {thr.class_anomaly:.1f})")
         if why:
@@ -239,7 +242,7 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
             reasons += [f"class inversion: {r}" for r in why]
             chosen = (sus, "class inversion")
     pictures.append(("embedding inversion (no labels)", emb_trig.mask, emb_trig.pattern))
-    if emb_trig.size <= thr.embedding_size:
+    if thr.flags(stats)["embedding_size"]:
         decided.append("embedding inversion")
         reasons.append(f"embedding inversion: a mask of {emb_trig.size:.1%} of the image ({emb_trig.size * h * w:.0f} "
                        f"px) collapses stamped features (mean cosine {emb_trig.success:.2f}); clean "
@@ -256,6 +259,12 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
     return AuditReport("FLAGGED" if decided else "PASS", tuple(reasons), decided_by=tuple(decided),
                        statistics=stats, thresholds=thresholds, fpr=calibration.fpr, recovered=recovered,
                        pictures=tuple(pictures), example=images[0], **common)
+
+
+def _settings_of(calibration: Calibration, seed: int) -> InversionSettings:
+    known = {f.name for f in dataclasses.fields(InversionSettings)}
+    given = {k: v for k, v in calibration.settings.items() if k in known and k != "seed"}
+    return InversionSettings(**given, seed=seed)
 
 
 def _default_images(n: int, seed: int) -> np.ndarray:

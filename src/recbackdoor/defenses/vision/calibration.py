@@ -43,6 +43,19 @@ class ArchThresholds:
     class_anomaly: float
     references: dict[str, list[float]] = field(default_factory=dict)
 
+    def flags(self, statistics: dict) -> dict[str, bool]:
+        """Which inversion statistics cross their threshold: the audit's whole decision rule for the inversions,
+        kept here so that a study can re-judge cached statistics under a new calibration without re-running them.
+        A statistic that is absent (no head: no class inversion) never flags."""
+
+        def below(name: str, thr: float) -> bool:
+            return statistics.get(name) is not None and statistics[name] <= thr
+
+        return {"class_size": below("class_size", self.class_size),
+                "class_anomaly": statistics.get("class_anomaly") is not None
+                and statistics["class_anomaly"] >= self.class_anomaly,
+                "embedding_size": below("embedding_size", self.embedding_size)}
+
 
 @dataclass(frozen=True)
 class Calibration:
