@@ -35,6 +35,7 @@ import torch
 from recbackdoor.attacks.badnets import clean_set, poison
 from recbackdoor.cache import StageCache
 from recbackdoor.data import fashion_mnist as fm
+from recbackdoor.defenses.vision.calibration import ArchThresholds, Calibration, calibration_hash
 from recbackdoor.metrics.vision import attack_success_rate, benign_accuracy
 from recbackdoor.triggers.image import FAMILIES, MaskTrigger, sample_trigger, stamp
 from recbackdoor.victims.vision.extractors import ArchSpec, build_extractor, load_extractor, save_extractor
@@ -148,7 +149,6 @@ def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache) -> dic
     (``judge``); the stamp search's own verdict is in ``decided_by``."""
     from recbackdoor.defenses.vision.audit import audit_model
     from recbackdoor.defenses.vision.audit_report import report_dict
-    from recbackdoor.defenses.vision.calibration import Calibration, calibration_hash
     from recbackdoor.defenses.vision.inversion import InversionSettings
 
     none = Calibration.load(Path("none"))
@@ -166,14 +166,10 @@ def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache) -> dic
     return cache.get_json("vision_audit_study_audit", key, compute)
 
 
-def judge(report: dict, arch: str, calibration_path: Path | None) -> tuple[str, list[str]]:
-    """The audit's verdict under a calibration, by the audit's own rule (``ArchThresholds.flags``)."""
-    from recbackdoor.defenses.vision.calibration import Calibration
-
-    flags = Calibration.load(calibration_path).for_arch(arch).flags(report["statistics"])
+def judge(report: dict, thresholds: ArchThresholds) -> tuple[str, list[str]]:
+    """The audit's verdict under a calibration, by the audit's own rule (``ArchThresholds.deciding_inversions``)."""
     decided = [d for d in report["decided_by"] if d == "stamp search"]
-    decided += ["class inversion"] if flags["class_size"] or flags["class_anomaly"] else []
-    decided += ["embedding inversion"] if flags["embedding_size"] else []
+    decided += thresholds.deciding_inversions(report["statistics"])
     return ("FLAGGED" if decided else "PASS"), decided
 
 
@@ -275,12 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.write}")
         print(json.dumps(asdict(calib), indent=1))
         return 0
+    calibration = Calibration.load(args.calibration)
     results = []
     for job in [j for j in selected if j.role in ("study", "paper")]:
         path = train_job(job, train, cache)
         m = attack_metrics(path, job, test)
         rep = audit_job(path, job, test, cache)
-        verdict, decided = judge(rep, job.arch, args.calibration)
+        verdict, decided = judge(rep, calibration.for_arch(job.arch))
         row = {"name": job.name, "role": job.role, "arch": job.arch, "variant": job.variant, **m,
                "verdict": verdict, "decided_by": decided, "seconds": rep["seconds"],
                "statistics": rep["statistics"]}

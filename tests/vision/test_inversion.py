@@ -139,6 +139,10 @@ def test_thresholds_flag_by_hand_computed_cases():
         "class_size": True, "class_anomaly": False, "embedding_size": False}
     assert thr.flags({"class_size": 0.011, "class_anomaly": 2.0, "embedding_size": 0.02}) == {
         "class_size": False, "class_anomaly": True, "embedding_size": True}
+    assert thr.deciding_inversions({"class_size": 0.01, "class_anomaly": 1.9, "embedding_size": 0.03}) == [
+        "class inversion"]
+    assert thr.deciding_inversions({"class_size": 0.011, "class_anomaly": 2.0, "embedding_size": 0.02}) == [
+        "class inversion", "embedding inversion"]
     # no head: the class statistics are absent and never flag
     assert thr.flags({"class_size": None, "class_anomaly": None, "embedding_size": 0.5}) == {
         "class_size": False, "class_anomaly": False, "embedding_size": False}

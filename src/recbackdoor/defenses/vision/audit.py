@@ -227,9 +227,10 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
         sus = classes.triggers[classes.suspect]
         stats |= {"class_size": sus.size, "class_anomaly": classes.anomaly[classes.suspect],
                   "class_target": sus.target, "class_success": sus.success}
+    flags, flagging = thr.flags(stats), thr.deciding_inversions(stats)
+    if classes is not None:
         pictures.append((f"class inversion → class {sus.target}", sus.mask, sus.pattern))
         why = []
-        flags = thr.flags(stats)
         if flags["class_size"]:
             why.append(f"a mask of {sus.size:.1%} of the image ({sus.size * h * w:.0f} px) sends {sus.success:.0%} "
                        f"of other images to class {sus.target}; clean {arch or 'reference'} extractors need "
@@ -237,12 +238,12 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
         if flags["class_anomaly"]:
             why.append(f"class {sus.target}'s mask is an outlier among the classes' masks (anomaly index "
                        f"{classes.anomaly[classes.suspect]:.1f} ≥ {thr.class_anomaly:.1f})")
-        if why:
+        if "class inversion" in flagging:
             decided.append("class inversion")
             reasons += [f"class inversion: {r}" for r in why]
             chosen = (sus, "class inversion")
     pictures.append(("embedding inversion (no labels)", emb_trig.mask, emb_trig.pattern))
-    if thr.flags(stats)["embedding_size"]:
+    if "embedding inversion" in flagging:
         decided.append("embedding inversion")
         reasons.append(f"embedding inversion: a mask of {emb_trig.size:.1%} of the image ({emb_trig.size * h * w:.0f} "
                        f"px) collapses stamped features (mean cosine {emb_trig.success:.2f}); clean "

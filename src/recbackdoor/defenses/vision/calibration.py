@@ -56,6 +56,13 @@ class ArchThresholds:
                 and statistics["class_anomaly"] >= self.class_anomaly,
                 "embedding_size": below("embedding_size", self.embedding_size)}
 
+    def deciding_inversions(self, statistics: dict) -> list[str]:
+        """The inversion tests that flag, by name as the report gives them: the class inversion flags on either
+        of its two statistics, the embedding inversion on its mask size."""
+        flags = self.flags(statistics)
+        return ((["class inversion"] if flags["class_size"] or flags["class_anomaly"] else [])
+                + (["embedding inversion"] if flags["embedding_size"] else []))
+
 
 @dataclass(frozen=True)
 class Calibration:

@@ -45,7 +45,7 @@ class InversionSettings:
     steps: int = 200
     # Neural Cleanse's own success level (99 %) on a 32-image batch: at 90 % of 16 images a clean study ResNet's
     # universal adversarial patch (1.0-1.9 % of the image) looked like a backdoor's; at 99 % it needs 1.9-2.9 %
-    # while the study's backdoors stay at 0.3-1.2 % (docs/notes/vision_trigger_inversion.md)
+    # while 5 of the 6 study ResNet backdoors stay at 0.3-1.2 % (docs/notes/vision_trigger_inversion.md)
     batch_size: int = 32           # images per class per step (per-class search)
     embed_batch_size: int = 48     # images per restart per step (embedding search)
     restarts: int = 2              # embedding search: independent starts, the smallest mask wins
