@@ -9,7 +9,7 @@ run 2). Trains any extractor the study cache lacks (benchmarks/vision_trigger_in
   # run 1's setting, then the package's current default (99 % on 32 images)
   RECBACKDOOR_DATA=/work/shared/data python benchmarks/inversion_settings_sweep.py resnet nc90b16 \\
       '{"class_success": 0.9, "batch_size": 16}' [NAME,NAME...]
-  RECBACKDOOR_DATA=/work/shared/data python benchmarks/inversion_settings_sweep.py resnet default '{}' 
+  RECBACKDOOR_DATA=/work/shared/data python benchmarks/inversion_settings_sweep.py resnet default '{}'
 
 Prints one JSON line per extractor: every class's mask size (% of the image), the smallest, its class, NC's
 anomaly index and the share of other classes' images the recovered trigger sends there.
