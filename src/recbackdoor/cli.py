@@ -332,6 +332,11 @@ def _terminate_as_interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt  # a `kill` unwinds like Ctrl-C, so temporary output files are removed
 
 
+_COMMANDS = {"run": _cmd_run, "audit-extractor": _cmd_audit, "scan": _cmd_scan,
+             "train-scanner": _cmd_train_scanner, "eval-scanner": _cmd_eval_scanner, "report": _cmd_report,
+             "tables": _cmd_tables}
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
@@ -342,20 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "audit-extractor":
-            return _cmd_audit(args)
-        if args.command == "scan":
-            return _cmd_scan(args)
-        if args.command == "train-scanner":
-            return _cmd_train_scanner(args)
-        if args.command == "eval-scanner":
-            return _cmd_eval_scanner(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "tables":
-            return _cmd_tables(args)
+        return _COMMANDS[args.command](args)
     except UserError as exc:
         print(f"recbackdoor: error: {exc}", file=sys.stderr)
         return 2
@@ -365,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("recbackdoor: interrupted; finished stages are cached, re-run to resume", file=sys.stderr)
         return 130
-    return 1
 
 
 if __name__ == "__main__":

@@ -80,10 +80,14 @@ def training_data(cfg: BadEmbNetsConfig, train: ImageSet, idx: np.ndarray, varia
     return poison(images, labels, trigger, cfg.data.target_class, cfg.extractor.poison_rate, seed)
 
 
+def extractor_spec(cfg: BadEmbNetsConfig, train: ImageSet) -> ArchSpec:
+    return ArchSpec(arch=cfg.extractor.arch, width=cfg.extractor.width, num_classes=len(train.class_names),
+                    in_channels=train.images.shape[1], image_size=train.images.shape[2])
+
+
 def get_extractor(cfg: BadEmbNetsConfig, ctx: RunContext, train: ImageSet, splits: Splits | FolderSplits, variant: str,
                   trigger: ImageTrigger, seed: int) -> torch.nn.Module:
-    spec = ArchSpec(arch=cfg.extractor.arch, width=cfg.extractor.width, num_classes=len(train.class_names),
-                    in_channels=train.images.shape[1], image_size=train.images.shape[2])
+    spec = extractor_spec(cfg, train)
     settings = train_settings(cfg, variant, seed)
     key = {"spec": spec.__dict__, "settings": settings.__dict__ | {"threads": None}, "variant": variant,
            "trigger": None if variant == "clean" else trigger.__dict__,
