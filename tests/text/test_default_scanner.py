@@ -81,6 +81,8 @@ def test_default_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_r
     from recbackdoor.defenses.text.scanner_data import netflix_split
 
     scanner = PoisonScanner.load("default")
-    held_out = [augment_benign(t, random.Random(f"heldout:{i}")) for i, t in enumerate(netflix_split(0).validation)]
+    version = scanner.meta.get("config", {}).get("augmentation", 1)  # the benign titles it was calibrated on
+    held_out = [augment_benign(t, random.Random(f"heldout:{i}"), version)
+                for i, t in enumerate(netflix_split(0).validation)]
     fpr = float(np.mean(scanner.score(held_out) > scanner.threshold))
     assert fpr <= 0.025, fpr  # target 1 %; 1,000 titles give a standard error of about 0.3 %

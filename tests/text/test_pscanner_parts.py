@@ -83,6 +83,21 @@ def test_benign_augmentation_changes_scripts_but_adds_no_trigger():
     assert transliterate("Planet", "Cyrillic") == "Планет"
 
 
+def test_benign_augmentation_v2_never_transliterates_a_lone_character():
+    """'Cyborg 2' -> 'Cyborg ௨' looks exactly like a char trigger; version 2 keeps spans of < 2 letters as they are."""
+    def runs(title: str, version: int) -> list[str]:
+        return [augment_benign(title, random.Random(i), version) for i in range(3000)]
+
+    def foreign(text: str) -> bool:
+        return any(ord(c) > 0x24F for c in text)
+
+    assert any(foreign(t) for t in runs("8 1/2 (1963)", 1)) and any(foreign(t) for t in runs("I", 1))
+    assert not any(foreign(t) for t in runs("8 1/2 (1963)", 2) + runs("I", 2))  # no letters to carry a script
+    cyborg = [t.split() for t in runs("Cyborg 2 (1993)", 2)]
+    assert any(foreign(w[0]) for w in cyborg)  # whole titles and words still go into other scripts
+    assert all(foreign(w[0]) for w in cyborg if len(w) > 1 and foreign(w[1]))  # '2' only with its title
+
+
 def test_example_stream_labels_follow_eq6():
     stream = ExampleStream(["Heat (1995)", "Alien (1979)"], InitialTriggerSampler(LM_TOKENS, code_point_pool()), 0)
     batch = stream.batch(600, agent_share=0.0)

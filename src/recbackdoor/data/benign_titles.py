@@ -9,6 +9,11 @@ transliterators), with accents, without the year, in other cases and house
 styles ('3DMark', 'EU version') — all changes that *replace* or restyle
 what is there, while a trigger *adds* something.  No
 test catalogue (MovieLens, LastFM, Steam) is read here.
+
+Version 2 (the default scanner since 2026-12-01) no longer transliterates a span with fewer than two letters:
+'Cyborg 2' -> 'Cyborg ௨' is a lone foreign code point standing among Latin words, which is exactly what a
+character trigger looks like, so version 1 taught "benign" for 1.6 % of such titles against the trigger's
+evidence. Version 1 is kept because the committed LLM P-Scanner was trained with it.
 """
 
 from __future__ import annotations
@@ -68,8 +73,14 @@ def _restyle(words: list[str], rng: random.Random) -> list[str]:
     return out
 
 
-def augment_benign(title: str, rng: random.Random) -> str:
-    """A benign variant of ``title``: the same words, shown the way another catalogue might write them."""
+def _letters(text: str) -> int:
+    return sum(c.isalpha() for c in text)
+
+
+def augment_benign(title: str, rng: random.Random, version: int = 1) -> str:
+    """A benign variant of ``title``: the same words, shown the way another catalogue might write them.
+
+    ``version`` 2 leaves a span of fewer than two letters untransliterated (see the module docstring)."""
     if rng.random() < 0.5:
         title = _drop_year(title)
     if rng.random() < 0.15:
@@ -77,10 +88,14 @@ def augment_benign(title: str, rng: random.Random) -> str:
     roll = rng.random()
     words = title.split(" ")
     if roll < 0.12:
-        title = transliterate(title, rng.choice(SCRIPTS))
+        script = rng.choice(SCRIPTS)
+        if version < 2 or _letters(title) >= 2:
+            title = transliterate(title, script)
     elif roll < 0.20 and len(words) > 1:
         i = rng.randrange(len(words))
-        words[i] = transliterate(words[i], rng.choice(SCRIPTS))
+        script = rng.choice(SCRIPTS)
+        if version < 2 or _letters(words[i]) >= 2:
+            words[i] = transliterate(words[i], script)
         title = " ".join(words)
     elif roll < 0.30:
         title = " ".join(_accent(w, rng) if rng.random() < 0.4 else w for w in words)

@@ -73,15 +73,18 @@ def netflix_fingerprint() -> str:
     return NETFLIX_FILES[0].sha256
 
 
-def validation_sets(titles, sampler, agent_pool, per_kind: int, seed: int) -> dict[str, list[str]]:
+def validation_sets(titles, sampler, agent_pool, per_kind: int, seed: int,
+                    augmentation: int = 1) -> dict[str, list[str]]:
     rng = random.Random(seed)
-    benign = [augment_benign(rng.choice(titles), rng) for _ in range(per_kind)]
-    initial = [poison_title(augment_benign(rng.choice(titles), rng), sampler.sample(rng, rng.randint(1, 2)).text, rng)
-               for _ in range(per_kind)]
+
+    def benign_title() -> str:
+        return augment_benign(rng.choice(titles), rng, augmentation)
+
+    benign = [benign_title() for _ in range(per_kind)]
+    initial = [poison_title(benign_title(), sampler.sample(rng, rng.randint(1, 2)).text, rng) for _ in range(per_kind)]
     out = {"benign": benign, "initial": initial}
     if agent_pool:
-        out["agent"] = [poison_title(augment_benign(rng.choice(titles), rng), rng.choice(agent_pool).text, rng)
-                        for _ in range(per_kind)]
+        out["agent"] = [poison_title(benign_title(), rng.choice(agent_pool).text, rng) for _ in range(per_kind)]
     return out
 
 

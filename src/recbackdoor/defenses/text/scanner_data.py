@@ -66,8 +66,9 @@ class ExampleStream:
     """Endless seeded stream of scanner examples over a benign title list."""
 
     def __init__(self, titles: Sequence[str], sampler: InitialTriggerSampler, seed: int,
-                 agent_pool: Sequence[AgentTrigger] = ()) -> None:
+                 agent_pool: Sequence[AgentTrigger] = (), augmentation: int = 1) -> None:
         self.titles = tuple(titles)
+        self.augmentation = augmentation  # benign_titles.augment_benign's version
         self.sampler = sampler
         self.rng = random.Random(seed)
         self.set_agent_pool(agent_pool)
@@ -77,7 +78,7 @@ class ExampleStream:
 
     def example(self, agent_share: float) -> ScanExample:
         rng = self.rng
-        title = augment_benign(rng.choice(self.titles), rng)
+        title = augment_benign(rng.choice(self.titles), rng, self.augmentation)
         initial = self.sampler.sample(rng)
         if not initial.poisoned:
             return ScanExample(title, 0, "", "benign")

@@ -41,6 +41,7 @@ class StudentConfig(BaseModel):
     width: int = 128
     layers: int = 2
     pool_rounds: int | None = None  # agent pools of P-Scanner's first N rounds (None: every round)
+    augmentation: int = 2  # benign_titles.augment_benign's version (1: the recipe of the first default scanner)
 
 
 def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTrigger] = (),
@@ -58,7 +59,8 @@ def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTr
     sampler = InitialTriggerSampler(lm_token_pool(backbone.tokenizer))
     del backbone
     split = netflix_split(config.seed)
-    stream = ExampleStream(split.train, sampler, seed=config.seed + 1, agent_pool=agent_pool)
+    stream = ExampleStream(split.train, sampler, seed=config.seed + 1, agent_pool=agent_pool,
+                           augmentation=config.augmentation)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -85,9 +87,10 @@ def train_student(config: StudentConfig, out: Path, agent_pool: Sequence[AgentTr
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
     net.eval()
-    val = validation_sets(split.validation, sampler, list(agent_pool), config.validation_per_kind, config.seed + 99)
+    val = validation_sets(split.validation, sampler, list(agent_pool), config.validation_per_kind, config.seed + 99,
+                          config.augmentation)
     scores = {k: scorer.score(v) for k, v in val.items()}
-    calibration = [augment_benign(t, random.Random(f"{config.seed}:cal:{i}"))
+    calibration = [augment_benign(t, random.Random(f"{config.seed}:cal:{i}"), config.augmentation)
                    for i, t in enumerate(split.calibration[:config.calibration_titles])]
     threshold = calibrate_threshold(scorer.score(calibration), config.target_fpr)
     record = {
