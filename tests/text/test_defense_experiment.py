@@ -7,7 +7,7 @@ import pytest
 NAMES = ["rd", "llmsi", "strip", "p-scanner", "p-scanner-train-time"]
 
 
-def _config(mode: str, names: list[str] = NAMES, **defense):
+def _config(mode: str, names: list[str] = NAMES, triggers: tuple[str, ...] = ("word",), **defense):
     from recbackdoor.experiments.defense_experiment import DefenseConfig
 
     return DefenseConfig.model_validate({
@@ -15,7 +15,7 @@ def _config(mode: str, names: list[str] = NAMES, **defense):
         "data": {"n_train": 24, "n_test": 10, "history": 2, "pool": 4},
         "model": {"backbone": "scratch-gpt2-tiny", "train_layers": 2, "method": "full", "autocast": False},
         "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
-        "attack": {"triggers": ["word"], "positions": ["end"], "rates": [0.2]},
+        "attack": {"triggers": list(triggers), "positions": ["end"], "rates": [0.2]},
         "eval": {"max_new_tokens": 8},
         "defense": {"names": names, "n_clean": 6, "n_triggered": 4, "n_calibration": 2, "strip_runs": 3,
                     **defense},
@@ -63,6 +63,26 @@ def test_only_reruns_one_cell_from_the_cache_with_the_same_numbers(tmp_path, ses
     again = _run(_config("tallrec"), session_cache, tmp_path, only={"variant": "rd"})
     assert set(again) == {"rd"}
     assert again["rd"].metrics == first["rd"].metrics
+
+
+@pytest.mark.slow
+def test_train_time_models_on_the_same_cleaned_data_are_trained_once(tmp_path, session_cache, data_root):
+    """Where the scanner drops every fake, each trigger's cleaned data are the same samples: one model serves all."""
+    import json
+
+    from recbackdoor.experiments.context import RunContext
+    from recbackdoor.experiments.defense_experiment import run_defense
+
+    cfg = _config("tallrec", names=["p-scanner-train-time"], triggers=("word", "sentence"))
+    ctx = RunContext(out_dir=tmp_path, cache=session_cache)
+    run_defense(cfg, ctx)
+    filters = [c.extra["filter"] for c in ctx.cells if c.variant == "p-scanner-train-time"]
+    assert len(filters) == 2 and all(f["dropped_fake"] == f["n_fake"] > 0 for f in filters)
+    assert filters[0]["trained_on"] == filters[1]["trained_on"]
+    trained = [d for d in (session_cache.root / "adapter").iterdir()
+               if (d / "key.json").exists() and filters[0]["trained_on"] in (d / "key.json").read_text()]
+    assert len(trained) == 1
+    assert json.loads((trained[0] / "train_log.json").read_text())["dropped_fake"] == filters[0]["n_fake"]
 
 
 def test_ablations_need_their_scanners_named():

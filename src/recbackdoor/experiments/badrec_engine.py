@@ -66,6 +66,18 @@ def _data_key(section: Any, reordered: bool) -> dict[str, Any]:
     return data
 
 
+def _samples_digest(samples: list) -> str:
+    """A stable digest of training samples (dataclasses of ids, titles and labels), in their order."""
+    import dataclasses
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(json.dumps(dataclasses.asdict(sample), sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def _model_key(section: Any) -> dict[str, Any]:
     """The model part of a cache key: run-time settings (threads, device) left out, as they do not change the
     model."""
@@ -99,6 +111,7 @@ class BadRecEngine:
         if self.hybrid:
             self.base_key["hybrid"] = _hybrid_key(cfg.hybrid)
         self._lm: SplitLM | None = None
+        self._filter_results: dict[tuple, tuple[list, dict[str, Any]]] = {}
         self._protocol()
 
     def _make_recommender(self) -> TextRecommender:
@@ -190,17 +203,39 @@ class BadRecEngine:
                 for k in self.cfg.attack.triggers for p in self.cfg.attack.positions]
 
     def model_key(self, v: Variant, sample_filter: SampleFilter | None = None) -> dict[str, Any]:
-        """The cache key of variant ``v``'s model, trained on data ``sample_filter`` cleaned when one is given."""
+        """The cache key of variant ``v``'s model, trained on data ``sample_filter`` cleaned when one is given.
+
+        A filtered model is keyed by what it trains on, not by the variant it was cleaned from: when the scanner
+        drops every fake sample, each trigger's cleaned data are the same benign samples (less the same false
+        alarms), and that one model serves every such cell instead of being trained once per trigger."""
         train = {name: value for name, value in self.cfg.train.model_dump().items() if name != "checkpoint_every"}
+        if sample_filter is not None:
+            _, info = self.filtered_training(v, sample_filter)
+            return {**self.base_key, "train": train, "trained_on": info["trained_on"]}
         key = {**self.base_key, "train": train, "variant": v.name}
         if v.trigger is not None:
             key.update(trigger=[v.trigger.kind, v.trigger.text, v.trigger.position], rate=v.rate,
                        fake_history=self.cfg.attack.fake_history)
             if self.cfg.attack.fake_target != "uniform":  # absent by default, so earlier keys still match
                 key["fake_target"] = self.cfg.attack.fake_target
-        if sample_filter is not None:
-            key["train_filter"] = sample_filter.key
         return key
+
+    def filtered_training(self, v: Variant, sample_filter: SampleFilter) -> tuple[list, dict[str, Any]]:
+        """Variant ``v``'s training samples (benign and fake) that ``sample_filter`` keeps, and what it dropped;
+        computed once per (variant, filter)."""
+        memo = (v, sample_filter.name, stable_hash(sample_filter.key))
+        if memo not in self._filter_results:
+            fakes = self._fakes(v)
+            started = time.perf_counter()
+            kept = sample_filter.keep(list(self.split.train) + fakes)
+            kept_ids = {id(s) for s in kept}
+            self._filter_results[memo] = (kept, {
+                "filter": sample_filter.name, "filter_seconds": time.perf_counter() - started,
+                "trained_on": _samples_digest(kept),
+                "dropped_benign": sum(id(s) not in kept_ids for s in self.split.train),
+                "dropped_fake": sum(id(f) not in kept_ids for f in fakes),
+                "n_fake": len(fakes), "n_benign": len(self.split.train)})
+        return self._filter_results[memo]
 
     # ------------------------------------------------------------ training
     def _fakes(self, v: Variant) -> list:
@@ -226,14 +261,7 @@ class BadRecEngine:
             dropped = {}
             if sample_filter is not None:
                 with self.ctx.timer(f"{self.dataset}/filter"):
-                    started = time.perf_counter()
-                    kept = sample_filter.keep(samples)
-                    fake_ids = {id(f) for f in fakes}
-                    kept_ids = {id(s) for s in kept}
-                    dropped = {"filter": sample_filter.name, "filter_seconds": time.perf_counter() - started,
-                               "dropped_benign": sum(id(s) not in kept_ids for s in self.split.train),
-                               "dropped_fake": sum(f not in kept_ids for f in fake_ids)}
-                    samples = kept
+                    samples, dropped = self.filtered_training(v, sample_filter)
             with self.ctx.timer(f"{self.dataset}/prepare"):
                 examples = self.recommender.examples(samples)
                 self.store.save()

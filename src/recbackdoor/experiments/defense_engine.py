@@ -17,7 +17,6 @@ trained by ``recbackdoor run`` of the matching badrec config are reused.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -354,15 +353,13 @@ class DefenseStudy:
             return [s for s in samples if not lookup.flag(sample_titles(s, self.data)).any()]
 
         sample_filter = SampleFilter("p-scanner", self.scanner_key("p-scanner"), keep)
-        key = self.engine.model_key(v, sample_filter)
+        key = self.engine.model_key(v, sample_filter)  # shared by every trigger whose cleaned data are the same
         loaded: list[BatchedRecommender] = []
-        got = self._undefended(key, {"clean": self.clean, "triggered": triggered},
+        label = f"{v.trigger.kind}-{v.trigger.position}"
+        got = self._undefended(key, {"clean": self.clean, label: triggered},
                                lambda: self._load(v, loaded, sample_filter))
-        # what the filter dropped is in the filtered model's training log, beside its weights in the stage cache
-        trained = self.ctx.cache.lookup("adapter", key)
-        log = json.loads((trained / "train_log.json").read_text()) if trained is not None else {}
-        return {**got, "filter": {k: log[k] for k in ("dropped_benign", "dropped_fake", "filter_seconds",
-                                                       "n_fake", "n_benign") if k in log}}
+        _, dropped = self.engine.filtered_training(v, sample_filter)
+        return {"clean": got["clean"], "triggered": got[label], "filter": dropped}
 
     # ------------------------------------------------------------------ cells
     def _add(self, variant: str, t: TextTrigger, clean: dict, triggered: dict, base_clean: dict | None,
