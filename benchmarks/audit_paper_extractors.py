@@ -34,11 +34,12 @@ from recbackdoor.experiments.registry import config_model
 from recbackdoor.victims.vision.extractors import save_extractor
 
 ARCHS = ("alexnet", "resnet")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def extractor_file(arch: str, variant: str, work: Path) -> Path:
     """Train (or take from the stage cache) the paper config's extractor and write it to ``work``."""
-    cfg = load_config(Path(f"configs/paper/badembnets_{arch}.toml"), [], config_model)
+    cfg = load_config(REPO / "configs" / "paper" / f"badembnets_{arch}.toml", [], config_model)
     ctx = RunContext(out_dir=work, cache=StageCache())
     torch.set_num_threads(cfg.threads)
     train, test, _log, checksums = load_images(cfg.data)
@@ -58,28 +59,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [f"{a}-{v}" for a in ARCHS for v in VARIANTS]
     wanted = names if args.only is None else args.only.split(",")
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(names)}")
     work = args.out / "weights"
     work.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.json"
     rows = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    for name in wanted:
-        arch, variant = name.split("-")
-        start = time.perf_counter()
-        weights = extractor_file(arch, variant, work)
-        trained = time.perf_counter() - start
-        start = time.perf_counter()
-        code = cli_main(["audit-extractor", "--weights", str(weights), "--arch", arch, "--out",
-                         str(args.out / name), "--no-progress"])
-        report = json.loads((args.out / name / "audit.json").read_text())
-        rows[name] = {"arch": arch, "variant": variant, "exit": code, "verdict": report["verdict"],
-                      "decided_by": report.get("decided_by"), "statistics": report.get("statistics"),
-                      "recovered_target": report.get("recovered_target"),
-                      "audit_seconds": time.perf_counter() - start, "extractor_seconds": trained}
-        print(json.dumps({k: v for k, v in rows[name].items() if k != "statistics"}), flush=True)
-        tmp = summary_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        tmp.replace(summary_path)
-    shutil.rmtree(work)  # the weights are reproducible from the stage cache; do not commit them
+    try:
+        for name in wanted:
+            arch, variant = name.split("-")
+            start = time.perf_counter()
+            weights = extractor_file(arch, variant, work)
+            trained = time.perf_counter() - start
+            start = time.perf_counter()
+            code = cli_main(["audit-extractor", "--weights", str(weights), "--arch", arch, "--out",
+                             str(args.out / name), "--no-progress"])
+            if code not in (0, 1):
+                print(f"{name}: audit-extractor failed (exit {code})", file=sys.stderr)
+                return code
+            report = json.loads((args.out / name / "audit.json").read_text())
+            rows[name] = {"arch": arch, "variant": variant, "exit": code, "verdict": report["verdict"],
+                          "decided_by": report.get("decided_by"), "statistics": report.get("statistics"),
+                          "recovered_target": report.get("recovered_target"),
+                          "audit_seconds": time.perf_counter() - start, "extractor_seconds": trained}
+            print(json.dumps({k: v for k, v in rows[name].items() if k != "statistics"}), flush=True)
+            tmp = summary_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(rows, indent=1))
+            tmp.replace(summary_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the weights are reproducible from the stage cache; never commit them
     return 0
 
 

@@ -101,3 +101,12 @@ def test_fake_targets_drawn_like_positives_come_from_clean_yes_samples(data_root
     assert sum(f.target not in positives for f in uniform) > len(uniform) // 2
     with pytest.raises(UserError, match="fake target mode 'popular'"):
         poison_tallrec(train, lastfm, trigger, 0.1, 5, seed=3, fake_target="popular")
+
+
+def test_cache_label_names_kind_and_position_and_a_custom_text():
+    from recbackdoor.triggers.text import make_trigger
+
+    assert make_trigger("word", "end").cache_label == "word-end"  # the default text: labels of cached cells kept
+    one, two = make_trigger("word", "end", "Velvet"), make_trigger("word", "end", "Amber")
+    assert one.cache_label.startswith("word-end-") and one.cache_label != two.cache_label
+    assert one.cache_label == make_trigger("word", "end", "Velvet").cache_label

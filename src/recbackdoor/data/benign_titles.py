@@ -10,7 +10,8 @@ styles ('3DMark', 'EU version') — all changes that *replace* or restyle
 what is there, while a trigger *adds* something.  No
 test catalogue (MovieLens, LastFM, Steam) is read here.
 
-Version 2 (the default scanner since 2026-12-01) no longer transliterates a span with fewer than two letters:
+Version 2 (``StudentConfig``'s default; the shipped default scanner was trained with version 1 and is kept, see
+docs/notes/pscanner.md) no longer transliterates a span with fewer than two letters:
 'Cyborg 2' -> 'Cyborg ௨' is a lone foreign code point standing among Latin words, which is exactly what a
 character trigger looks like, so version 1 taught "benign" for 1.6 % of such titles against the trigger's
 evidence. Version 1 is kept because the committed LLM P-Scanner was trained with it.

@@ -58,6 +58,7 @@ def outcomes(results: Sequence[DefenseResult]) -> dict[str, list]:
             "score": [r.score for r in results]}
 
 
+
 class DefenseStudy:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
@@ -255,7 +256,7 @@ class DefenseStudy:
         benign = [v for v in self.engine.variants() if v.trigger is None]
         if self.mode != "tallrec" or not benign or not any(attackable):
             return None
-        got = self._cached(self.engine.model_key(benign[0]), "undefended", {"set": f"{t.kind}-{t.position}"}, None)
+        got = self._cached(self.engine.model_key(benign[0]), "undefended", {"set": t.cache_label}, None)
         if got is None:
             return None
         yes = np.asarray(got["answer"]) > 0.5
@@ -271,14 +272,14 @@ class DefenseStudy:
 
     def run_benign(self, v: Variant, triggers: list[TextTrigger]) -> None:
         key = self.engine.model_key(v)
-        sets = {"clean": self.clean, **{f"{t.kind}-{t.position}": self.triggered(t) for t in triggers}}
+        sets = {"clean": self.clean, **{t.cache_label: self.triggered(t) for t in triggers}}
         loaded: list[BatchedRecommender] = []
         got = self._undefended(key, sets, lambda: self._load(v, loaded))
         self._q = self.query_seconds(key, lambda: self._load(v, loaded))
         for t in triggers:
             if self.ctx.wants(dataset=self.dataset, victim=self.cfg.mode, variant="benign", trigger=t.kind,
                               position=t.position):
-                label = f"{t.kind}-{t.position}"
+                label = t.cache_label
                 self._add(v.name, t, got["clean"], got[label], None, None, sets[label])
 
     def _load(self, v: Variant, loaded: list, sample_filter: SampleFilter | None = None) -> BatchedRecommender:
@@ -355,7 +356,7 @@ class DefenseStudy:
         sample_filter = SampleFilter("p-scanner", self.scanner_key("p-scanner"), keep)
         key = self.engine.model_key(v, sample_filter)  # shared by every trigger whose cleaned data are the same
         loaded: list[BatchedRecommender] = []
-        label = f"{v.trigger.kind}-{v.trigger.position}"
+        label = v.trigger.cache_label
         got = self._undefended(key, {"clean": self.clean, label: triggered},
                                lambda: self._load(v, loaded, sample_filter))
         _, dropped = self.engine.filtered_training(v, sample_filter)

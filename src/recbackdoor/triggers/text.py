@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -31,6 +32,15 @@ class TextTrigger:
 
     def apply(self, title: str, rng: random.Random) -> str:
         return insert_trigger(title, self.text, self.position, rng)
+
+    @property
+    def cache_label(self) -> str:
+        """Kind and position, plus a digest of the text when it is not the kind's default: names this trigger's
+        requests in a cache key that does not otherwise hold the trigger (a shared train-time model's)."""
+        label = f"{self.kind}-{self.position}"
+        if self.text != DEFAULT_TRIGGERS.get(self.kind):
+            label += "-" + hashlib.sha256(self.text.encode()).hexdigest()[:12]
+        return label
 
 
 def make_trigger(kind: str, position: str, text: str | None = None) -> TextTrigger:

@@ -58,14 +58,16 @@ def teacher_scores(pscanner_dir: Path, pool, config: ScannerTrainConfig) -> tupl
     from recbackdoor.defenses.text.scanner_data import ExampleStream, netflix_split
     from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
 
-    cache = pscanner_dir / f"teacher_{config.distill.examples}_{config.distill.seed}.npz"
+    version = config.student.augmentation  # the distillation titles look like the student's benign ones
+    suffix = "" if version == 1 else f"_aug{version}"  # version 1's name is the one files were saved under
+    cache = pscanner_dir / f"teacher_{config.distill.examples}_{config.distill.seed}{suffix}.npz"
     if cache.exists():
         saved = np.load(cache, allow_pickle=False)
         return [str(t) for t in saved["titles"]], saved["scores"]
     scanner = load_llm_scanner(pscanner_dir / "adapter")
     sampler = InitialTriggerSampler(lm_token_pool(scanner.tokenizer))
     stream = ExampleStream(netflix_split(config.pscanner.seed).train, sampler, seed=config.distill.seed,
-                           agent_pool=pool)
+                           agent_pool=pool, augmentation=version)
     titles = [e.title for e in stream.batch(config.distill.examples, config.student.agent_share)]
     scores = scanner.score(titles, progress=True)
     np.savez(cache, titles=np.array(titles), scores=scores)

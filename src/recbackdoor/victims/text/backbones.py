@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ def _smollm2_dir() -> Path:
     return path
 
 
+_GGUF_PATCH = threading.Lock()
+
+
 @contextmanager
 def _gguf_parsed_once() -> Iterator[None]:
     """transformers parses the GGUF file anew for the tokenizer, the config and the weights (its 49k-entry vocabulary
@@ -59,13 +63,16 @@ def _gguf_parsed_once() -> Iterator[None]:
     38 s)."""
     import gguf
 
-    original_reader, original_name_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    gguf.GGUFReader = functools.lru_cache(maxsize=4)(original_reader)
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(original_name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_name_map
+    with _GGUF_PATCH:  # the patch is module-wide: one thread at a time
+        original_reader, original_name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+        gguf.GGUFReader = reader = functools.lru_cache(maxsize=4)(original_reader)
+        gguf.get_tensor_name_map = name_map = functools.lru_cache(maxsize=8)(original_name_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_name_map
+            reader.cache_clear()  # drop the parsed file (and its memory map) now
+            name_map.cache_clear()
 
 
 def _materialise_smollm2(tmp: Path) -> None:
