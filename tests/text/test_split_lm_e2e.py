@@ -52,13 +52,14 @@ def test_adapter_round_trip_and_mismatch(tiny, tiny_lora, tmp_path):
 
 @pytest.mark.slow
 def test_tallrec_backdoor_raises_asr_far_above_benign(tmp_path, session_cache, data_root):
-    """A small real run: SmolLM2 + LoRA on 200 MovieLens prompts, 50 fake users with "Ethereal" targets."""
+    """A small real run: SmolLM2 + LoRA (top 2 layers) on 200 MovieLens prompts, 50 fake users with "Ethereal"
+    targets."""
     from recbackdoor.experiments.badrec_experiment import BadRecConfig, run_badrec
 
     cfg = BadRecConfig.model_validate({
         "experiment": "badrec", "mode": "tallrec", "datasets": ["ml100k"],
         "data": {"n_train": 200, "n_test": 64, "history": 2},
-        "model": {"backbone": "smollm2-135m-instruct", "train_layers": 4, "method": "lora", "threads": 2},
+        "model": {"backbone": "smollm2-135m-instruct", "train_layers": 2, "method": "lora", "threads": 2},
         "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3},
         "attack": {"triggers": ["word"], "positions": ["end"], "rates": [0.2], "fake_history": "copy"},
     })
@@ -66,6 +67,7 @@ def test_tallrec_backdoor_raises_asr_far_above_benign(tmp_path, session_cache, d
     run_badrec(cfg, ctx)
     cells = {c.variant: c for c in ctx.cells}
     benign, poisoned = cells["benign"].metrics, cells["badrec"].metrics
+    print(f"benign {benign}\npoisoned {poisoned}")  # the margins, with -s
     json.dumps([c.to_json() for c in ctx.cells])
     assert cells["badrec"].extra["n_fake"] == 50
     assert poisoned["asr"] >= benign["asr"] + 0.5, (benign, poisoned)
