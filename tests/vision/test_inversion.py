@@ -78,6 +78,8 @@ def test_audit_flags_the_backdoor_by_inversion(tiny, tiny_calibration, fmnist_te
     report = _audit(tiny[1]["bad"], tiny_calibration, fmnist_test_small)
     assert report.verdict == "FLAGGED" and report.recovered.target == 7
     assert {"class inversion", "embedding inversion"} & set(report.decided_by)
+    # every searched class's mask is kept (a per-class comparison needs them); the smallest is the statistic
+    assert "7" in report.class_sizes and min(report.class_sizes.values()) == report.statistics["class_size"]
 
 
 @pytest.mark.slow

@@ -259,6 +259,7 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
                   "embedding_size": thr.embedding_size}
     return AuditReport("FLAGGED" if decided else "PASS", tuple(reasons), decided_by=tuple(decided),
                        statistics=stats, thresholds=thresholds, fpr=calibration.fpr, recovered=recovered,
+                       class_sizes={} if classes is None else {str(t.target): t.size for t in classes.triggers},
                        pictures=tuple(pictures), example=images[0], **common)
 
 

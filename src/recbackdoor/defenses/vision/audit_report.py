@@ -56,6 +56,7 @@ class AuditReport:
     thresholds: dict[str, float] = field(default_factory=dict)
     fpr: float = 0.0
     recovered: TriggerEvidence | None = None
+    class_sizes: dict[str, float] = field(default_factory=dict)  # every searched class's mask size, by class id
     pictures: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()  # (title, mask, pattern) per inversion
     example: np.ndarray | None = None  # one clean image, for the picture
 
