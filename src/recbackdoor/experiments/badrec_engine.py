@@ -43,7 +43,7 @@ FORMAT = 1  # bump when training/evaluation code changes what a cached stage mea
 @dataclass(frozen=True)
 class SampleFilter:
     """A training-data filter: ``keep(samples)`` returns the samples to train on, in order; ``key`` says what it
-    depends on (the scanner and its threshold), for the cache."""
+    depends on (the scanner and its threshold), so that its result is computed once per variant and filter."""
 
     name: str
     key: dict[str, Any]
@@ -227,7 +227,8 @@ class BadRecEngine:
         if memo not in self._filter_results:
             fakes = self._fakes(v)
             started = time.perf_counter()
-            kept = sample_filter.keep(list(self.split.train) + fakes)
+            with self.ctx.timer(f"{self.dataset}/filter"):
+                kept = sample_filter.keep(list(self.split.train) + fakes)
             kept_ids = {id(s) for s in kept}
             self._filter_results[memo] = (kept, {
                 "filter": sample_filter.name, "filter_seconds": time.perf_counter() - started,
@@ -248,7 +249,7 @@ class BadRecEngine:
         """Train (or load from the cache) the model of variant ``v`` into ``self.lm``.
 
         ``sample_filter`` cleans the training samples (benign and fake together) first — the train-time
-        defense; its ``key`` joins the model's cache key and what it dropped joins the training log."""
+        defense; the model is then keyed by the samples it keeps, and what it dropped joins the training log."""
         key = self.model_key(v, sample_filter)
         label = self._label(v)
         if sample_filter is not None:
@@ -256,12 +257,11 @@ class BadRecEngine:
         lm = self.lm
 
         def build(tmp: Path) -> None:
-            fakes = self._fakes(v)
-            samples = list(self.split.train) + fakes
-            dropped = {}
-            if sample_filter is not None:
-                with self.ctx.timer(f"{self.dataset}/filter"):
-                    samples, dropped = self.filtered_training(v, sample_filter)
+            if sample_filter is None:
+                fakes = self._fakes(v)
+                samples, counts = list(self.split.train) + fakes, {"n_fake": len(fakes)}
+            else:  # filtered (and its fakes drawn) once already, for the cache key
+                samples, counts = self.filtered_training(v, sample_filter)
             with self.ctx.timer(f"{self.dataset}/prepare"):
                 examples = self.recommender.examples(samples)
                 self.store.save()
@@ -276,8 +276,7 @@ class BadRecEngine:
                 checkpoint.unlink(missing_ok=True)
             (tmp / "train_log.json").write_text(json.dumps({
                 "seconds": lm.fit_seconds, "resumed_at_step": lm.resumed_at, "steps": len(losses),
-                "n_benign": len(self.split.train),
-                "n_fake": len(fakes), "loss_first": losses[:5], "loss_last": losses[-20:], **dropped}))
+                "n_benign": len(self.split.train), "loss_first": losses[:5], "loss_last": losses[-20:], **counts}))
 
         path = self.ctx.cache.get_or_create("adapter", key, build)
         lm.load(path / "adapter.safetensors")

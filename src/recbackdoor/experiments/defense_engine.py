@@ -58,7 +58,6 @@ def outcomes(results: Sequence[DefenseResult]) -> dict[str, list]:
             "score": [r.score for r in results]}
 
 
-
 class DefenseStudy:
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
