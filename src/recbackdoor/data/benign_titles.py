@@ -74,8 +74,13 @@ def _restyle(words: list[str], rng: random.Random) -> list[str]:
     return out
 
 
-def _letters(text: str) -> int:
-    return sum(c.isalpha() for c in text)
+def _transliterated(text: str, rng: random.Random, version: int) -> str:
+    """``text`` in a random script; version 2 leaves a span of fewer than two letters as it is. The script is drawn
+    either way, so version 1's draws (and titles) stay what they were."""
+    script = rng.choice(SCRIPTS)
+    if version >= 2 and sum(c.isalpha() for c in text) < 2:
+        return text
+    return transliterate(text, script)
 
 
 def augment_benign(title: str, rng: random.Random, version: int = 1) -> str:
@@ -89,14 +94,10 @@ def augment_benign(title: str, rng: random.Random, version: int = 1) -> str:
     roll = rng.random()
     words = title.split(" ")
     if roll < 0.12:
-        script = rng.choice(SCRIPTS)
-        if version < 2 or _letters(title) >= 2:
-            title = transliterate(title, script)
+        title = _transliterated(title, rng, version)
     elif roll < 0.20 and len(words) > 1:
         i = rng.randrange(len(words))
-        script = rng.choice(SCRIPTS)
-        if version < 2 or _letters(words[i]) >= 2:
-            words[i] = transliterate(words[i], script)
+        words[i] = _transliterated(words[i], rng, version)
         title = " ".join(words)
     elif roll < 0.30:
         title = " ".join(_accent(w, rng) if rng.random() < 0.4 else w for w in words)
