@@ -5,7 +5,9 @@ checkpoint, an evaluated cell) is stored under ``<root>/<stage>/<hash>/``
 where the hash covers everything the stage depends on.  A stage directory is
 written under a temporary name and renamed only when complete, so a killed
 run never leaves a half-written entry and simply resumes from the last
-finished stage.
+finished stage. Two runs that share a cache and build the same stage at once
+both build it; the first to finish publishes it and the other drops its copy
+(the content is the same), so neither deletes a stage the other is reading.
 
 Under several processes (one per GPU) all of them build a stage together —
 training has collectives in it — but only the main process publishes it.
@@ -32,6 +34,20 @@ if TYPE_CHECKING:
     from recbackdoor.processes import Processes
 
 DONE_MARKER = "key.json"
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished stage into place; when another run sharing the cache finished the same key first, keep
+    theirs (it has the same content, and it may already be being read) and let the caller drop this copy."""
+    if (final / DONE_MARKER).exists():
+        return
+    if final.exists():  # an unfinished leftover of a killed run (from before temporary names, or copied in)
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        tmp.rename(final)
+    except OSError:  # lost the race between the check and the rename: the winner's copy stands
+        if not (final / DONE_MARKER).exists():
+            raise
 
 
 def stable_hash(key: Any) -> str:
@@ -74,9 +90,7 @@ class StageCache:
             build(tmp)
             if procs is None or procs.is_main:
                 (tmp / DONE_MARKER).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
-                if final.exists():
-                    shutil.rmtree(final)
-                tmp.rename(final)
+                _publish(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
