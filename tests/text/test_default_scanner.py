@@ -40,7 +40,7 @@ def test_default_scanner_ships_with_its_recipe_threshold_and_data_hash():
 def test_scan_with_the_default_model_works_with_the_network_off(tmp_path: Path, no_network, data_root) -> None:
     from recbackdoor.data.text_datasets import load_ml100k
 
-    titles = sorted(load_ml100k().titles.values())[:40]
+    titles = sorted(load_ml100k().titles.values())[:12]
     rows = [(i, t) for i, t in enumerate(titles)] + [(100, titles[0] + " " + DEFAULT_TRIGGERS["sentence"])]
     source = tmp_path / "items.csv"
     with open(source, "w", newline="", encoding="utf-8") as handle:
@@ -86,3 +86,39 @@ def test_default_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_r
                 for i, t in enumerate(netflix_split(0).validation)]
     fpr = float(np.mean(scanner.score(held_out) > scanner.threshold))
     assert fpr <= 0.025, fpr  # target 1 %; 1,000 titles give a standard error of about 0.3 %
+
+
+@pytest.mark.slow
+def test_staged_suspects_equal_exhaustive(data_root) -> None:
+    """Scoring the removal candidates one word count at a time picks the span that scoring all of them picks."""
+    import random
+
+    from recbackdoor.data.text_datasets import load_ml100k
+    from recbackdoor.defenses.text.scanner import _removal_candidates, _word_count
+    from recbackdoor.triggers.text import insert_trigger
+
+    scanner = PoisonScanner.load("default")
+    rng = random.Random(3)
+    titles = sorted(load_ml100k().titles.values())[:12]
+    poisoned = [insert_trigger(t, text, position, rng) for t in titles for text in DEFAULT_TRIGGERS.values()
+                for position in ("end", "random")]
+    poisoned += ["Zемфира", "宇多田ヒカル Utada", "Heat (1995)"]  # legitimate Unicode, and a clean title
+
+    per_title = [_removal_candidates(t) for t in poisoned]
+    flat = scanner.score([rest for candidates in per_title for rest, _ in candidates])  # every candidate
+    expected, start = [], 0
+    for title, candidates in zip(poisoned, per_title, strict=True):
+        scores, start = flat[start:start + len(candidates)], start + len(candidates)
+        clearing = [i for i, s in enumerate(scores) if s <= scanner.threshold]
+        if not candidates:
+            expected.append(title)
+        elif clearing:
+            expected.append(candidates[min(clearing, key=lambda i: (_word_count(candidates[i][1]),
+                                                                    len(candidates[i][1]), i))][1])
+        else:
+            near = [i for i, s in enumerate(scores) if s <= float(scores.min()) + 0.05]
+            expected.append(min((candidates[i][1] for i in near), key=len))
+
+    staged = scanner.suspects(poisoned)
+    assert staged == expected
+    assert sum(s in DEFAULT_TRIGGERS.values() for s in staged) > len(titles)  # most name the inserted trigger

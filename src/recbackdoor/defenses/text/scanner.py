@@ -80,31 +80,40 @@ class PoisonScanner:
         return self.suspects([title])[0]
 
     def suspects(self, titles: Sequence[str]) -> list[str]:
-        """``suspect`` for many titles, with every removal candidate of every title scored in one call.
+        """``suspect`` for many titles, the removal candidates of all of them scored together, shortest first.
 
         Candidates are every run of up to six whole words, and every single
         non-ASCII or invisible character (a glued-on trigger is not a word).
         The span is the fewest words (then characters) whose removal clears
         the title; failing that, the shortest span within 0.05 of the largest drop.
+        Because the fewest words win, candidates are scored one word count at a time (characters count as one
+        word) and a title stops as soon as one clears it: a one-word or one-character trigger costs a title's
+        single-word candidates, not all of its ≈ 30 (the scan's explanations took as long as its scoring).
+        The chosen span is the one scoring every candidate would give (``test_staged_suspects_equal_exhaustive``).
         """
         per_title = [_removal_candidates(t) for t in titles]
-        flat = [rest for candidates in per_title for rest, _ in candidates]
-        scores = self.score(flat) if flat else np.zeros(0, dtype=np.float32)
-        out, start = [], 0
-        for title, candidates in zip(titles, per_title, strict=True):
-            chunk = scores[start:start + len(candidates)]
-            start += len(candidates)
-            out.append(self._pick_span(title, candidates, chunk))
-        return out
+        scores = [np.full(len(c), np.nan, dtype=np.float32) for c in per_title]
+        open_titles = set(range(len(titles)))
+        for words in range(1, MAX_SPAN_WORDS + 1):
+            todo = [(t, i) for t in sorted(open_titles) for i, (_, span) in enumerate(per_title[t])
+                    if _word_count(span) == words]
+            if todo:
+                got = self.score([per_title[t][i][0] for t, i in todo])
+                for (t, i), value in zip(todo, got, strict=True):
+                    scores[t][i] = value
+            open_titles = {t for t in open_titles if not (scores[t] <= self.threshold).any()}
+        return [self._pick_span(title, candidates, chunk)
+                for title, candidates, chunk in zip(titles, per_title, scores, strict=True)]
 
     def _pick_span(self, title: str, candidates: list[tuple[str, str]], scores: np.ndarray) -> str:
+        """``scores`` may hold NaN for candidates longer than a clearing one: they can never be chosen."""
         if not candidates:
             return title
         clearing = [i for i, s in enumerate(scores) if s <= self.threshold]
         if clearing:
-            chosen = min(clearing, key=lambda i: (len(candidates[i][1].split(" ")), len(candidates[i][1]), i))
+            chosen = min(clearing, key=lambda i: (_word_count(candidates[i][1]), len(candidates[i][1]), i))
             return candidates[chosen][1]
-        best = float(scores.min())
+        best = float(np.nanmin(scores))
         near = [i for i, s in enumerate(scores) if s <= best + 0.05]
         return min((candidates[i][1] for i in near), key=len)
 
@@ -112,6 +121,10 @@ class PoisonScanner:
         """Eq. 9: the candidate pool without the flagged titles, in order; no recommender is called."""
         flags = self.flag(pool)
         return [title for title, flagged in zip(pool, flags, strict=True) if not flagged]
+
+
+def _word_count(span: str) -> int:
+    return len(span.split(" "))
 
 
 def _removal_candidates(title: str) -> list[tuple[str, str]]:
