@@ -1,0 +1,101 @@
+"""What the catalogue-level recurrence test adds to the train-time scanner filter, per rung-1 cell.
+
+For each (dataset, trigger, position) of the rung-1 defense configs it rebuilds the poisoned training set exactly as
+the defense run does (same split, same fake users), scans every distinct title with the shipped scanner, and counts
+the training samples (benign / fake) the filter would drop: by the scanner's flags alone (the committed
+``p-scanner-train-time`` row), and with every title that carries a span ``find_recurring`` finds. No recommender is
+trained; a few seconds per cell after the data load.
+
+    RECBACKDOOR_DATA=... python benchmarks/recurrence_filter.py --out docs/results/recurrence_filter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import recbackdoor.experiments.defense_experiment  # noqa: F401  (registers the "defense" experiment)
+from recbackdoor.cache import StageCache
+from recbackdoor.defenses.text.recurrence import carries, find_recurring
+from recbackdoor.defenses.text.requests import sample_titles
+from recbackdoor.defenses.text.scanner import PoisonScanner
+from recbackdoor.experiments.badrec_engine import BadRecEngine
+from recbackdoor.experiments.config import load_config
+from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.registry import config_model
+from recbackdoor.triggers.text import make_trigger
+
+
+def cells_of(config: Path, scanner: PoisonScanner, scratch: Path) -> list[dict]:
+    cfg = load_config(config, [], config_model)
+    ctx = RunContext(out_dir=scratch, cache=StageCache(scratch / "cache"))
+    engine = BadRecEngine(cfg, ctx, cfg.datasets[0], cfg.seeds[0])
+    seed = cfg.seeds[0] * 7919 + 17  # the fake users' seed of BadRecEngine._fakes
+    out = []
+    for kind in ("benign", "char", "word", "sentence"):
+        for position in ("end",) if kind == "benign" else ("end", "random"):
+            fakes = [] if kind == "benign" else engine.recommender.poison(
+                engine.split.train, make_trigger(kind, position, None), cfg.attack.rates[0], seed,
+                cfg.attack.fake_history, cfg.attack.fake_target)
+            per_sample = [set(sample_titles(s, engine.data)) for s in list(engine.split.train) + fakes]
+            distinct = list(dict.fromkeys(t for titles in per_sample for t in titles))
+            started = time.perf_counter()
+            scores = scanner.score(distinct)
+            found = find_recurring(distinct, scores)
+            seconds = time.perf_counter() - started
+            flagged = {t for t, s in zip(distinct, scores, strict=True) if s > scanner.threshold}
+            carried = flagged | {t for t, c in zip(distinct, carries(distinct, found), strict=True) if c}
+            n_benign = len(engine.split.train)
+
+            def dropped(bad: set[str], samples: list[set[str]]) -> int:
+                return sum(bool(bad & titles) for titles in samples)
+
+            out.append({
+                "dataset": cfg.datasets[0], "trigger": kind, "position": None if kind == "benign" else position,
+                "n_benign": n_benign, "n_fake": len(fakes), "distinct_titles": len(distinct),
+                "scanner": {"dropped_benign": dropped(flagged, per_sample[:n_benign]),
+                            "dropped_fake": dropped(flagged, per_sample[n_benign:])},
+                "with_recurrence": {"dropped_benign": dropped(carried, per_sample[:n_benign]),
+                                    "dropped_fake": dropped(carried, per_sample[n_benign:])},
+                "spans": [vars(r) for r in found], "seconds": seconds})
+            print(json.dumps(out[-1], ensure_ascii=False), flush=True)
+    return out
+
+
+def table(cells: list[dict]) -> str:
+    rows = ["| dataset | cell | fakes dropped: scanner | + recurrence | benign dropped: scanner | + recurrence | "
+            "spans found (carriers, of them elevated) |", "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        name = "benign" if c["position"] is None else f"{c['trigger']}-{c['position']}"
+        spans = ", ".join(f"{s['span']!r} ({s['titles']}, {s['elevated']})" for s in c["spans"]) or "—"
+        rows.append(f"| {c['dataset']} | {name} | {c['scanner']['dropped_fake']} / {c['n_fake']} | "
+                    f"{c['with_recurrence']['dropped_fake']} / {c['n_fake']} | {c['scanner']['dropped_benign']} / "
+                    f"{c['n_benign']} | {c['with_recurrence']['dropped_benign']} / {c['n_benign']} | {spans} |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--datasets", default="ml100k,lastfm,steam")
+    args = parser.parse_args()
+    scanner = PoisonScanner.load("default")
+    started = time.perf_counter()
+    cells = []
+    for dataset in args.datasets.split(","):
+        cells += cells_of(Path(f"configs/small/defense_tallrec_{dataset}.toml"), scanner, args.out / ".scratch")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"command": "python benchmarks/recurrence_filter.py --out " + str(args.out),
+              "scanner": "default", "threshold": scanner.threshold, "seconds": time.perf_counter() - started,
+              "cells": cells}
+    tmp = args.out / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    tmp.rename(args.out / "results.json")
+    (args.out / "table.md").write_text(table(cells))
+    print(table(cells))
+
+
+if __name__ == "__main__":
+    main()
