@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,8 +85,9 @@ def main() -> None:
     scanner = PoisonScanner.load("default")
     started = time.perf_counter()
     cells = []
-    for dataset in args.datasets.split(","):
-        cells += cells_of(Path(f"configs/small/defense_tallrec_{dataset}.toml"), scanner, args.out / ".scratch")
+    with tempfile.TemporaryDirectory() as scratch:  # the engine's run context wants somewhere to write
+        for dataset in args.datasets.split(","):
+            cells += cells_of(Path(f"configs/small/defense_tallrec_{dataset}.toml"), scanner, Path(scratch))
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"command": "python benchmarks/recurrence_filter.py --out " + str(args.out),
               "scanner": "default", "threshold": scanner.threshold, "seconds": time.perf_counter() - started,
