@@ -92,3 +92,21 @@ def test_ablations_need_their_scanners_named():
         _config("tallrec", n_triggered=9)
     with pytest.raises(ValueError, match="unknown defense"):
         _config("tallrec", names=["onoin"])
+
+
+@pytest.mark.slow
+def test_recurrence_rows_add_the_titles_carrying_the_catalogues_recurring_trigger(tmp_path, session_cache, data_root):
+    """The char trigger at random positions: the per-title scanner misses some carriers, the catalogue's recurrence
+    test names the trigger itself and the '+ recurrence' rows catch at least what P-Scanner does."""
+    names = ["p-scanner", "p-scanner-recurrence", "p-scanner-train-time", "p-scanner-recurrence-train-time"]
+    cfg = _config("tallrec", names=names, triggers=("char",))
+    cfg = cfg.model_copy(update={"attack": cfg.attack.model_copy(update={"positions": ["random"]}),
+                                 "data": cfg.data.model_copy(update={"n_train": 60})})
+    cells = _run(cfg, session_cache, tmp_path)
+    plain, rec = cells["p-scanner"], cells["p-scanner-recurrence"]
+    assert rec.extra["spans"] == ["\u0d2e"]  # the trigger, and nothing benign, from 60 prompts + their fakes
+    assert rec.extra["detections"] == 1.0 >= plain.extra["detections"]
+    assert rec.extra["false_alarms"] == plain.extra["false_alarms"]  # no clean title carries it
+    before, after = (cells[n].extra["filter"] for n in ("p-scanner-train-time", "p-scanner-recurrence-train-time"))
+    assert after["dropped_fake"] == after["n_fake"] >= before["dropped_fake"]
+    assert after["dropped_benign"] == before["dropped_benign"]

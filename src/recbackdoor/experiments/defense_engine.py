@@ -30,6 +30,7 @@ from recbackdoor.defenses.text.calibration import calibrate_threshold
 from recbackdoor.defenses.text.contract import DefenseResult, Request, TallrecRequest
 from recbackdoor.defenses.text.defense_registry import make_defense
 from recbackdoor.defenses.text.pscanner_defense import FlagLookup
+from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence, catalogue_spans
 from recbackdoor.defenses.text.requests import llara_request, sample_titles, tallrec_request
 from recbackdoor.defenses.text.scanner import PoisonScanner
 from recbackdoor.experiments.badrec_engine import BadRecEngine, SampleFilter, Variant
@@ -40,7 +41,10 @@ from recbackdoor.triggers.text import TextTrigger
 from recbackdoor.victims.text.serving import batch_calls, cold_query_seconds
 
 FORMAT = 1  # bump when what a cached defense cell means changes
-SCANNER_VARIANTS = {"p-scanner": "scanner", "p-scanner-wo-ft": "scanner_wo_ft", "p-scanner-wo-ta": "scanner_wo_ta"}
+SCANNER_VARIANTS = {"p-scanner": "scanner", "p-scanner-wo-ft": "scanner_wo_ft", "p-scanner-wo-ta": "scanner_wo_ta",
+                    "p-scanner-recurrence": "scanner"}
+# the training-data filters: name -> whether titles carrying a recurring span of the training catalogue also go
+TRAIN_TIME = {"p-scanner-train-time": False, "p-scanner-recurrence-train-time": True}
 
 
 def _titles(request: Request) -> tuple[str, ...]:
@@ -132,6 +136,16 @@ class DefenseStudy:
         scanner = self.scanner(variant)
         return {"meta": scanner.meta, "threshold": scanner.threshold}
 
+    def recurring_spans(self, v: Variant) -> list[str]:
+        """The spans the recurrence test finds in variant ``v``'s training catalogue (every title its benign and
+        fake samples show): the attacker's items are in the catalogue that is scanned as items enter it."""
+        memo = self.__dict__.setdefault("_recurring", {})
+        if v not in memo:
+            samples = list(self.engine.split.train) + self.engine._fakes(v)
+            titles = [t for s in samples for t in sample_titles(s, self.data)]
+            memo[v] = [r.span for r in catalogue_spans(self.scanner("p-scanner"), titles)]
+        return memo[v]
+
     def lookup(self, variant: str) -> FlagLookup:
         """Flags of every title of every request of this study, scanned once: a catalogue is scanned when items
         enter it, so a request costs a look-up."""
@@ -174,7 +188,7 @@ class DefenseStudy:
         lookup = self.lookup("p-scanner")
         return float(np.mean([bool(lookup.flag(_titles(request)).any()) for request in self.calibration]))
 
-    def parts(self, name: str, rec: Callable[[], BatchedRecommender]
+    def parts(self, name: str, rec: Callable[[], BatchedRecommender], v: Variant | None = None
               ) -> tuple[dict[str, Any], Callable[[], tuple[dict[str, Any], dict[str, Any]]]]:
         """What the cache key of defense ``name`` needs, and a function building its constructor arguments
         (and the thresholds it calibrated, for the cell) — called only when the cell is not cached."""
@@ -205,6 +219,12 @@ class DefenseStudy:
             return helper, lambda: ({"scrutineer": self.scrutineer}, {})
         if name == "paraphraser":
             return helper, lambda: ({"paraphrase": self.paraphraser}, {})
+        if name == "p-scanner-recurrence":
+            if v is None:
+                raise ValueError("P-Scanner + recurrence needs the poisoned variant whose catalogue it scans")
+            spans = self.recurring_spans(v)
+            return ({"scanner": self.scanner_key(name), "recurrence": RECURRENCE_SETTINGS, "spans": spans},
+                    lambda: ({"scanner": FlagsWithRecurrence(self.lookup("p-scanner"), spans)}, {"spans": spans}))
         if name in SCANNER_VARIANTS:
             return {"scanner": self.scanner_key(name)}, lambda: ({"scanner": self.lookup(name)}, {})
         raise ValueError(f"defense {name!r} has no parts here")
@@ -319,14 +339,14 @@ class DefenseStudy:
             if name not in wanted:
                 continue
             started = time.perf_counter()
-            if name == "p-scanner-train-time":
-                got = self.train_time(v, triggered)
+            if name in TRAIN_TIME:
+                got = self.train_time(v, triggered, recurrence=TRAIN_TIME[name])
                 extra = {"filter": got["filter"]}
                 base_rate = self.benign_asr_on(t, self._attackable(base["clean"])) if self.mode == "tallrec" else None
                 if base_rate is not None:
                     extra["benign_asr_same_requests"] = base_rate
             else:
-                part_key, build = self.parts(name, lambda: self._load(v, loaded))
+                part_key, build = self.parts(name, lambda: self._load(v, loaded), v)
 
                 def compute(build=build, name=name) -> dict:
                     rec = self._load(v, loaded)
@@ -343,16 +363,21 @@ class DefenseStudy:
             print(f"[{self.dataset}/{self.cfg.mode}] {t.kind}-{t.position} {name}: "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
 
-    def train_time(self, v: Variant, triggered: list[Request]) -> dict:
-        """The model trained on data the scanner cleaned, answering requests undefended."""
+    def train_time(self, v: Variant, triggered: list[Request], recurrence: bool = False) -> dict:
+        """The model trained on data the scanner cleaned, answering requests undefended; with ``recurrence``, the
+        samples showing a title that carries a recurring span of the training catalogue are dropped too."""
         scanner = self.scanner("p-scanner")
 
         def keep(samples: list) -> list:
-            lookup = FlagLookup.precompute(scanner, [t for s in samples for t in sample_titles(s, self.data)],
-                                           keep_scanner=False)
-            return [s for s in samples if not lookup.flag(sample_titles(s, self.data)).any()]
+            titles = [t for s in samples for t in sample_titles(s, self.data)]
+            flagger = FlagLookup.precompute(scanner, titles, keep_scanner=False)
+            if recurrence:
+                flagger = FlagsWithRecurrence(flagger, catalogue_spans(scanner, titles))
+            return [s for s in samples if not flagger.flag(sample_titles(s, self.data)).any()]
 
-        sample_filter = SampleFilter("p-scanner", self.scanner_key("p-scanner"), keep)
+        key = self.scanner_key("p-scanner")
+        sample_filter = (SampleFilter("p-scanner-recurrence", {**key, "recurrence": RECURRENCE_SETTINGS}, keep)
+                         if recurrence else SampleFilter("p-scanner", key, keep))
         key = self.engine.model_key(v, sample_filter)  # shared by every trigger whose cleaned data are the same
         loaded: list[BatchedRecommender] = []
         label = v.trigger.cache_label

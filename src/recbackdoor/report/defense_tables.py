@@ -18,11 +18,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROWS = ("benign", "badrec", "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner",
-        "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time")
+        "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time", "p-scanner-recurrence",
+        "p-scanner-recurrence-train-time")
 LABELS = {"benign": "Benign", "badrec": "BadRec", "rd": "RD", "llmsi": "LLMSI", "onion": "ONION",
           "strip": "STRIP", "rpd": "RPD", "cos": "CoS", "paraphraser": "Paraphraser", "p-scanner": "P-Scanner",
           "p-scanner-wo-ft": "P-Scanner w/o FT", "p-scanner-wo-ta": "P-Scanner w/o TA",
-          "p-scanner-train-time": "P-Scanner (train-time)"}
+          "p-scanner-train-time": "P-Scanner (train-time)", "p-scanner-recurrence": "P-Scanner + recurrence",
+          "p-scanner-recurrence-train-time": "P-Scanner + recurrence (train-time)"}
 METRICS = {"llara": ("valid", "h1", "a_valid", "asr", "score"), "tallrec": ("auc", "asr", "score")}
 HEADS = {"valid": "Valid", "h1": "H@1", "a_valid": "A-Valid", "asr": "ASR", "auc": "AUC", "score": "Score"}
 

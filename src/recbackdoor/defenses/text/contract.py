@@ -32,6 +32,7 @@ T = TypeVar("T")
 DEFENSE_NAMES: tuple[str, ...] = (
     "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser",
     "p-scanner", "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time",
+    "p-scanner-recurrence", "p-scanner-recurrence-train-time",
 )
 """The ``variant`` names defense cells carry in results.json (DESIGN.md, Contracts)."""
 

@@ -32,6 +32,8 @@ DEFENSES: dict[str, type[Defense]] = {
     "p-scanner-wo-ft": PScannerDefense,
     "p-scanner-wo-ta": PScannerDefense,
     "p-scanner-train-time": TrainTimePScanner,
+    "p-scanner-recurrence": PScannerDefense,
+    "p-scanner-recurrence-train-time": TrainTimePScanner,
 }
 assert tuple(DEFENSES) == DEFENSE_NAMES, "the registry and the results.json names must list the same defenses"
 
@@ -44,6 +46,6 @@ def make_defense(name: str, **parts: Any) -> Defense:
         near = get_close_matches(name, DEFENSES, n=1)
         raise ValueError(f"unknown defense {name!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
     cls = DEFENSES[name]
-    if cls is PScannerDefense:
+    if cls in (PScannerDefense, TrainTimePScanner):
         return cls(name=name, **parts)
     return cls(**parts)

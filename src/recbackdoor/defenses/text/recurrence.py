@@ -80,3 +80,28 @@ def carries(titles: Iterable[str], spans: Iterable[RecurringSpan | str]) -> np.n
     """Per title: whether it carries one of ``spans``."""
     wanted = {s.span if isinstance(s, RecurringSpan) else s for s in spans}
     return np.array([bool(wanted & spans_of(title)) for title in titles], dtype=bool)
+
+
+RECURRENCE_SETTINGS = {"quantile": 0.9, "min_titles": 5, "alpha": 1e-3, "spans": "words+non-ascii v1"}
+"""What ``find_recurring`` runs with in the defense rows; part of their cache keys."""
+
+
+class FlagsWithRecurrence:
+    """A flagger (``PoisonScanner`` or a precomputed look-up) that also flags every title carrying a recurring span
+    found in the catalogue: the '+ recurrence' P-Scanner rows."""
+
+    def __init__(self, base, spans: Iterable[RecurringSpan | str]) -> None:
+        self.base = base
+        self.spans = [s.span if isinstance(s, RecurringSpan) else s for s in spans]
+
+    def flag(self, titles: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.base.flag(titles), dtype=bool) | carries(titles, self.spans)
+
+
+def catalogue_spans(scanner, titles: Sequence[str]) -> list[RecurringSpan]:
+    """Scan a catalogue's distinct titles once and return its recurring spans (``RECURRENCE_SETTINGS``)."""
+    distinct = list(dict.fromkeys(titles))
+    if not distinct:
+        return []
+    settings = {k: v for k, v in RECURRENCE_SETTINGS.items() if k != "spans"}
+    return find_recurring(distinct, scanner.score(distinct), **settings)

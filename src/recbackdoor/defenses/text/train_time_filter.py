@@ -28,6 +28,7 @@ from recbackdoor.defenses.text.pool_view import PoolView
 from recbackdoor.defenses.text.pscanner_defense import Flagger
 
 E = TypeVar("E")
+TRAIN_TIME_VARIANTS = ("p-scanner-train-time", "p-scanner-recurrence-train-time")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ class TrainTimePScanner(Defense):
     name = "p-scanner-train-time"
     stage = "training"
 
-    def __init__(self, scanner: Flagger) -> None:
-        self.scanner = scanner
+    def __init__(self, scanner: Flagger, name: str = "p-scanner-train-time") -> None:
+        if name not in TRAIN_TIME_VARIANTS:
+            raise ValueError(f"train-time variant {name!r} is not one of {TRAIN_TIME_VARIANTS}")
+        self.scanner, self.name = scanner, name
 
     def filter(self, examples: Sequence[E], titles_of: Callable[[E], Sequence[str]]) -> FilterReport[E]:
         return filter_training(examples, titles_of, self.scanner)
