@@ -27,30 +27,19 @@ import numpy as np
 from recbackdoor.attacks.badrec import trigger_test_llara, trigger_test_tallrec
 from recbackdoor.defenses.text.batched import BatchedCalls, BatchedRecommender, run_batched
 from recbackdoor.defenses.text.calibration import calibrate_threshold
-from recbackdoor.defenses.text.contract import DefenseResult, Request, TallrecRequest
+from recbackdoor.defenses.text.contract import DefenseResult, Request
 from recbackdoor.defenses.text.defense_registry import make_defense
-from recbackdoor.defenses.text.pscanner_defense import FlagLookup
-from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence, catalogue_spans
-from recbackdoor.defenses.text.requests import llara_request, sample_titles, tallrec_request
-from recbackdoor.defenses.text.scanner import PoisonScanner
+from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence
+from recbackdoor.defenses.text.requests import llara_request, tallrec_request
 from recbackdoor.experiments.badrec_engine import BadRecEngine, SampleFilter, Variant
 from recbackdoor.experiments.context import RunContext
+from recbackdoor.experiments.defense_scanners import SCANNER_VARIANTS, TRAIN_TIME, ScannerParts, request_titles
 from recbackdoor.experiments.results import Cell
 from recbackdoor.metrics.defense_cell import llara_cell, request_cost, tallrec_cell
 from recbackdoor.triggers.text import TextTrigger
 from recbackdoor.victims.text.serving import batch_calls, cold_query_seconds
 
 FORMAT = 1  # bump when what a cached defense cell means changes
-SCANNER_VARIANTS = {"p-scanner": "scanner", "p-scanner-wo-ft": "scanner_wo_ft", "p-scanner-wo-ta": "scanner_wo_ta",
-                    "p-scanner-recurrence": "scanner"}
-# the training-data filters: name -> whether titles carrying a recurring span of the training catalogue also go
-TRAIN_TIME = {"p-scanner-train-time": False, "p-scanner-recurrence-train-time": True}
-
-
-def _titles(request: Request) -> tuple[str, ...]:
-    if isinstance(request, TallrecRequest):
-        return (request.target,)
-    return request.pool
 
 
 def outcomes(results: Sequence[DefenseResult]) -> dict[str, list]:
@@ -62,7 +51,7 @@ def outcomes(results: Sequence[DefenseResult]) -> dict[str, list]:
             "score": [r.score for r in results]}
 
 
-class DefenseStudy:
+class DefenseStudy(ScannerParts):
     def __init__(self, cfg: Any, ctx: RunContext, dataset: str, seed: int) -> None:
         self.cfg, self.ctx, self.dataset, self.seed = cfg, ctx, dataset, seed
         self.d = cfg.defense
@@ -122,39 +111,6 @@ class DefenseStudy:
 
         return OnionSuspicion(Onion(self.instruct_lm.model, self.instruct_lm.tokenizer))
 
-    def scanner(self, variant: str) -> PoisonScanner:
-        where = getattr(self.d, SCANNER_VARIANTS[variant])
-        return self._scanners(where)
-
-    def _scanners(self, where: str) -> PoisonScanner:
-        cache = self.__dict__.setdefault("_scanner_cache", {})
-        if where not in cache:
-            cache[where] = PoisonScanner.load(where)
-        return cache[where]
-
-    def scanner_key(self, variant: str) -> dict[str, Any]:
-        scanner = self.scanner(variant)
-        return {"meta": scanner.meta, "threshold": scanner.threshold}
-
-    def recurring_spans(self, v: Variant) -> list[str]:
-        """The spans the recurrence test finds in variant ``v``'s training catalogue (every title its benign and
-        fake samples show): the attacker's items are in the catalogue that is scanned as items enter it."""
-        memo = self.__dict__.setdefault("_recurring", {})
-        if v not in memo:
-            samples = list(self.engine.split.train) + self.engine._fakes(v)
-            titles = [t for s in samples for t in sample_titles(s, self.data)]
-            memo[v] = [r.span for r in catalogue_spans(self.scanner("p-scanner"), titles)]
-        return memo[v]
-
-    def lookup(self, variant: str) -> FlagLookup:
-        """Flags of every title of every request of this study, scanned once: a catalogue is scanned when items
-        enter it, so a request costs a look-up."""
-        cache = self.__dict__.setdefault("_lookups", {})
-        if variant not in cache:
-            requests = self.clean + self.calibration + self._all_triggered
-            cache[variant] = FlagLookup.precompute(self.scanner(variant), [t for r in requests for t in _titles(r)])
-        return cache[variant]
-
     # ------------------------------------------------------------------ running requests
     def recommender(self) -> BatchedRecommender:
         """The loaded model (``engine.train`` put it in) behind batched calls; a fresh memo per model."""
@@ -186,7 +142,7 @@ class DefenseStudy:
             raise ValueError("ONION and RPD calibrate their thresholds on held-out clean requests: set "
                              "defense.n_calibration > 0 or defense.budget")
         lookup = self.lookup("p-scanner")
-        return float(np.mean([bool(lookup.flag(_titles(request)).any()) for request in self.calibration]))
+        return float(np.mean([bool(lookup.flag(request_titles(request)).any()) for request in self.calibration]))
 
     def parts(self, name: str, rec: Callable[[], BatchedRecommender], v: Variant | None = None
               ) -> tuple[dict[str, Any], Callable[[], tuple[dict[str, Any], dict[str, Any]]]]:
@@ -231,7 +187,7 @@ class DefenseStudy:
 
     def onion_threshold(self, budget: float) -> float:
         """ONION's threshold at the budget: the largest word suspicion per held-out clean request."""
-        titles = [list(_titles(r)) for r in self.calibration]
+        titles = [list(request_titles(r)) for r in self.calibration]
         for title in {t for ts in titles for t in ts}:
             self.onion.pending[title] = None
         self.onion.flush()
@@ -366,18 +322,7 @@ class DefenseStudy:
     def train_time(self, v: Variant, triggered: list[Request], recurrence: bool = False) -> dict:
         """The model trained on data the scanner cleaned, answering requests undefended; with ``recurrence``, the
         samples showing a title that carries a recurring span of the training catalogue are dropped too."""
-        scanner = self.scanner("p-scanner")
-
-        def keep(samples: list) -> list:
-            titles = [t for s in samples for t in sample_titles(s, self.data)]
-            flagger = FlagLookup.precompute(scanner, titles, keep_scanner=False)
-            if recurrence:
-                flagger = FlagsWithRecurrence(flagger, catalogue_spans(scanner, titles))
-            return [s for s in samples if not flagger.flag(sample_titles(s, self.data)).any()]
-
-        key = self.scanner_key("p-scanner")
-        sample_filter = (SampleFilter("p-scanner-recurrence", {**key, "recurrence": RECURRENCE_SETTINGS}, keep)
-                         if recurrence else SampleFilter("p-scanner", key, keep))
+        sample_filter = self.training_filter(recurrence)
         key = self.engine.model_key(v, sample_filter)  # shared by every trigger whose cleaned data are the same
         loaded: list[BatchedRecommender] = []
         label = v.trigger.cache_label

@@ -1,0 +1,80 @@
+"""The scanner side of a defense study: its scanners, their catalogue look-ups, the recurrence spans and the
+training-data filter — everything P-Scanner's rows need, apart from running requests (``defense_engine``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recbackdoor.defenses.text.contract import Request, TallrecRequest
+from recbackdoor.defenses.text.pscanner_defense import FlagLookup
+from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence, catalogue_spans
+from recbackdoor.defenses.text.requests import sample_titles
+from recbackdoor.defenses.text.scanner import PoisonScanner
+from recbackdoor.experiments.badrec_engine import SampleFilter, Variant
+
+SCANNER_VARIANTS = {"p-scanner": "scanner", "p-scanner-wo-ft": "scanner_wo_ft", "p-scanner-wo-ta": "scanner_wo_ta",
+                    "p-scanner-recurrence": "scanner"}
+# the training-data filters: name -> whether titles carrying a recurring span of the training catalogue also go
+TRAIN_TIME = {"p-scanner-train-time": False, "p-scanner-recurrence-train-time": True}
+
+
+def request_titles(request: Request) -> tuple[str, ...]:
+    if isinstance(request, TallrecRequest):
+        return (request.target,)
+    return request.pool
+
+
+class ScannerParts:
+    """Mixed into ``DefenseStudy``, which provides ``d`` (the defense section), ``data``, ``engine`` and the
+    request sets ``clean``, ``calibration`` and ``_all_triggered``."""
+
+    def scanner(self, variant: str) -> PoisonScanner:
+        where = getattr(self.d, SCANNER_VARIANTS[variant])
+        return self._scanners(where)
+
+    def _scanners(self, where: str) -> PoisonScanner:
+        cache = self.__dict__.setdefault("_scanner_cache", {})
+        if where not in cache:
+            cache[where] = PoisonScanner.load(where)
+        return cache[where]
+
+    def scanner_key(self, variant: str) -> dict[str, Any]:
+        scanner = self.scanner(variant)
+        return {"meta": scanner.meta, "threshold": scanner.threshold}
+
+    def recurring_spans(self, v: Variant) -> list[str]:
+        """The spans the recurrence test finds in variant ``v``'s training catalogue (every title its benign and
+        fake samples show): the attacker's items are in the catalogue that is scanned as items enter it."""
+        memo = self.__dict__.setdefault("_recurring", {})
+        if v not in memo:
+            samples = list(self.engine.split.train) + self.engine._fakes(v)
+            titles = [t for s in samples for t in sample_titles(s, self.data)]
+            memo[v] = [r.span for r in catalogue_spans(self.scanner("p-scanner"), titles)]
+        return memo[v]
+
+    def lookup(self, variant: str) -> FlagLookup:
+        """Flags of every title of every request of this study, scanned once: a catalogue is scanned when items
+        enter it, so a request costs a look-up."""
+        cache = self.__dict__.setdefault("_lookups", {})
+        if variant not in cache:
+            requests = self.clean + self.calibration + self._all_triggered
+            titles = [t for r in requests for t in request_titles(r)]
+            cache[variant] = FlagLookup.precompute(self.scanner(variant), titles)
+        return cache[variant]
+
+    def training_filter(self, recurrence: bool) -> SampleFilter:
+        """Drop every training sample that shows a flagged title; with ``recurrence``, also those showing a title
+        that carries a recurring span of the training catalogue (the samples' own titles)."""
+        scanner = self.scanner("p-scanner")
+
+        def keep(samples: list) -> list:
+            titles = [t for s in samples for t in sample_titles(s, self.data)]
+            flagger = FlagLookup.precompute(scanner, titles, keep_scanner=False)
+            if recurrence:
+                flagger = FlagsWithRecurrence(flagger, catalogue_spans(scanner, titles))
+            return [s for s in samples if not flagger.flag(sample_titles(s, self.data)).any()]
+
+        key = self.scanner_key("p-scanner")
+        if recurrence:
+            return SampleFilter("p-scanner-recurrence", {**key, "recurrence": RECURRENCE_SETTINGS}, keep)
+        return SampleFilter("p-scanner", key, keep)
