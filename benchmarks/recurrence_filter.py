@@ -19,10 +19,10 @@ from pathlib import Path
 
 import recbackdoor.experiments.defense_experiment  # noqa: F401  (registers the "defense" experiment)
 from recbackdoor.cache import StageCache
-from recbackdoor.defenses.text.recurrence import carries, find_recurring
+from recbackdoor.defenses.text.recurrence import catalogue_flagger
 from recbackdoor.defenses.text.requests import sample_titles
 from recbackdoor.defenses.text.scanner import PoisonScanner
-from recbackdoor.experiments.badrec_engine import BadRecEngine
+from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
 from recbackdoor.experiments.config import load_config
 from recbackdoor.experiments.context import RunContext
 from recbackdoor.experiments.registry import config_model
@@ -33,21 +33,18 @@ def cells_of(config: Path, scanner: PoisonScanner, scratch: Path) -> list[dict]:
     cfg = load_config(config, [], config_model)
     ctx = RunContext(out_dir=scratch, cache=StageCache(scratch / "cache"))
     engine = BadRecEngine(cfg, ctx, cfg.datasets[0], cfg.seeds[0])
-    seed = cfg.seeds[0] * 7919 + 17  # the fake users' seed of BadRecEngine._fakes
     out = []
     for kind in ("benign", "char", "word", "sentence"):
         for position in ("end",) if kind == "benign" else ("end", "random"):
-            fakes = [] if kind == "benign" else engine.recommender.poison(
-                engine.split.train, make_trigger(kind, position, None), cfg.attack.rates[0], seed,
-                cfg.attack.fake_history, cfg.attack.fake_target)
+            fakes = [] if kind == "benign" else engine._fakes(  # the defense run's own fake users
+                Variant("badrec", make_trigger(kind, position, None), cfg.attack.rates[0]))
             per_sample = [set(sample_titles(s, engine.data)) for s in list(engine.split.train) + fakes]
             distinct = list(dict.fromkeys(t for titles in per_sample for t in titles))
             started = time.perf_counter()
-            scores = scanner.score(distinct)
-            found = find_recurring(distinct, scores)
+            flagger = catalogue_flagger(scanner, distinct)  # what p-scanner-recurrence-train-time runs
             seconds = time.perf_counter() - started
-            flagged = {t for t, s in zip(distinct, scores, strict=True) if s > scanner.threshold}
-            carried = flagged | {t for t, c in zip(distinct, carries(distinct, found), strict=True) if c}
+            flagged = {t for t, f in zip(distinct, flagger.base.flag(distinct), strict=True) if f}
+            carried = {t for t, f in zip(distinct, flagger.flag(distinct), strict=True) if f}
             n_benign = len(engine.split.train)
 
             def dropped(bad: set[str], samples: list[set[str]]) -> int:
@@ -60,7 +57,7 @@ def cells_of(config: Path, scanner: PoisonScanner, scratch: Path) -> list[dict]:
                             "dropped_fake": dropped(flagged, per_sample[n_benign:])},
                 "with_recurrence": {"dropped_benign": dropped(carried, per_sample[:n_benign]),
                                     "dropped_fake": dropped(carried, per_sample[n_benign:])},
-                "spans": [vars(r) for r in found], "seconds": seconds})
+                "spans": [vars(r) for r in flagger.recurring], "seconds": seconds})
             print(json.dumps(out[-1], ensure_ascii=False), flush=True)
     return out
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from recbackdoor.defenses.text.contract import Request, TallrecRequest
 from recbackdoor.defenses.text.pscanner_defense import FlagLookup
-from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence, catalogue_spans
+from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, catalogue_flagger
 from recbackdoor.defenses.text.requests import sample_titles
 from recbackdoor.defenses.text.scanner import PoisonScanner
 from recbackdoor.experiments.badrec_engine import SampleFilter, Variant
@@ -49,7 +49,7 @@ class ScannerParts:
         if v not in memo:
             samples = list(self.engine.split.train) + self.engine._fakes(v)
             titles = [t for s in samples for t in sample_titles(s, self.data)]
-            memo[v] = [r.span for r in catalogue_spans(self.scanner("p-scanner"), titles)]
+            memo[v] = catalogue_flagger(self.scanner("p-scanner"), titles).spans
         return memo[v]
 
     def lookup(self, variant: str) -> FlagLookup:
@@ -69,9 +69,10 @@ class ScannerParts:
 
         def keep(samples: list) -> list:
             titles = [t for s in samples for t in sample_titles(s, self.data)]
-            flagger = FlagLookup.precompute(scanner, titles, keep_scanner=False)
-            if recurrence:
-                flagger = FlagsWithRecurrence(flagger, catalogue_spans(scanner, titles))
+            if recurrence:  # one scoring pass gives both the flags and the spans
+                flagger = catalogue_flagger(scanner, titles)
+            else:
+                flagger = FlagLookup.precompute(scanner, titles, keep_scanner=False)
             return [s for s in samples if not flagger.flag(sample_titles(s, self.data)).any()]
 
         key = self.scanner_key("p-scanner")

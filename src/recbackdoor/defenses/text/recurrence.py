@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
+from recbackdoor.defenses.text.pscanner_defense import FlagLookup
+
 
 @dataclass(frozen=True)
 class RecurringSpan:
@@ -53,7 +55,7 @@ def find_recurring(titles: Sequence[str], scores: Sequence[float], quantile: flo
     base_rate = float(elevated.mean())
     carriers: dict[str, list[int]] = {}
     for index, title in enumerate(distinct):
-        for span in spans_of(title):
+        for span in sorted(spans_of(title)):  # a set's order varies by process: ties must break the same way
             carriers.setdefault(span, []).append(index)
     candidates = {span: np.asarray(idx) for span, idx in carriers.items() if len(idx) >= min_titles}
     if not candidates or base_rate in (0.0, 1.0):
@@ -92,16 +94,18 @@ class FlagsWithRecurrence:
 
     def __init__(self, base, spans: Iterable[RecurringSpan | str]) -> None:
         self.base = base
-        self.spans = [s.span if isinstance(s, RecurringSpan) else s for s in spans]
+        self.recurring = list(spans)  # as given: with their counts and p-values when found here
+        self.spans = [s.span if isinstance(s, RecurringSpan) else s for s in self.recurring]
 
     def flag(self, titles: Sequence[str]) -> np.ndarray:
         return np.asarray(self.base.flag(titles), dtype=bool) | carries(titles, self.spans)
 
 
-def catalogue_spans(scanner, titles: Sequence[str]) -> list[RecurringSpan]:
-    """Scan a catalogue's distinct titles once and return its recurring spans (``RECURRENCE_SETTINGS``)."""
+def catalogue_flagger(scanner, titles: Sequence[str]) -> FlagsWithRecurrence:
+    """Score a catalogue's distinct titles once (``scanner``: a ``PoisonScanner``); from those scores both its flags
+    at the scanner's threshold (what ``scanner.flag`` gives) and its recurring spans (``RECURRENCE_SETTINGS``)."""
     distinct = list(dict.fromkeys(titles))
-    if not distinct:
-        return []
+    scores = np.asarray(scanner.score(distinct)) if distinct else np.zeros(0)
+    flags = FlagLookup(dict(zip(distinct, (scores > scanner.threshold).tolist(), strict=True)))
     settings = {k: v for k, v in RECURRENCE_SETTINGS.items() if k != "spans"}
-    return find_recurring(distinct, scanner.score(distinct), **settings)
+    return FlagsWithRecurrence(flags, find_recurring(distinct, scores, **settings))
