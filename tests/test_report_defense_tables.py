@@ -55,3 +55,25 @@ def test_figures_are_written_whole(tmp_path) -> None:
     assert names == ["defense_tallrec_ml100k.png", "defense_cost.png"]
     assert all((tmp_path / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary file left behind
+
+
+def test_summary_puts_every_cell_in_one_table_and_counts_the_scanners_target() -> None:
+    from recbackdoor.report.defense_tables import summary_tables
+
+    def at(cell, trigger, position):
+        return {**cell, "trigger": trigger, "position": position}
+
+    cells = [at(_cell("p-scanner", "end", 0.0, 0.71, 0.992), "char", "end"),
+             at(_cell("strip", "end", 0.0, 0.72, 0.995), "char", "end"),
+             at(_cell("p-scanner", "end", 0.25, 0.70, 0.90), "word", "random"),
+             at(_cell("strip", "end", 0.40, 0.70, 0.60), "word", "random"),
+             at(_cell("p-scanner-wo-ft", "end", 0.9, 0.70, 0.55), "word", "random"),
+             at(_cell("badrec", "end", 1.0, 0.73), "char", "end")]
+    del cells[1]["metrics"]["asr"]  # an undefined rate reads as a dash, never as a crash
+    text = summary_tables(cells)
+    assert "| defense | char-end | word-random |" in text
+    assert "| P-Scanner | 0.000 / 0.992 | 0.250 / 0.900 |" in text
+    assert "| STRIP | — / 0.995 | 0.400 / 0.600 |" in text
+    assert "- P-Scanner: ASR ≤ 0.05 and Score ≥ 0.95: 1 / 2 (missed: word-random)" in text
+    assert "best Score of the eight defenses (ties count): 1 / 2 (missed: char-end)" in text
+    assert "P-Scanner w/o FT: mean Score 0.550 against the full scanner's 0.946" in text

@@ -177,3 +177,76 @@ def save_defense_figures(cells: list[Cell], out_dir: Path) -> list[str]:
             _save(fig, out_dir / name)
             written.append(name)
     return written
+
+
+CELL_ORDER = tuple((t, p) for t in ("char", "word", "sentence") for p in ("end", "random"))
+EIGHT = ("rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner")
+SCANNER_TARGET = {"asr": 0.05, "score": 0.95}  # the issue's bar for P-Scanner in every cell
+
+
+def summary_tables(cells: list[Cell]) -> str:
+    """Markdown: per dataset and victim, every defense × every (trigger, position) cell as ``ASR / Score`` in one
+    table, then the tallies the issue asks about (P-Scanner's target, best Score of the eight defenses, ablations
+    below the full scanner), so many one-cell runs read as one table."""
+    parts = []
+    for dataset, victim in dict.fromkeys((c["dataset"], c["victim"]) for c in cells):
+        mine = {(c["variant"], c["trigger"], c["position"]): c for c in cells
+                if (c["dataset"], c["victim"]) == (dataset, victim)}
+        order = [tp for tp in CELL_ORDER if any(k[1:] == tp for k in mine)]
+        head = ["defense"] + [f"{t}-{p}" for t, p in order]
+        lines = [f"### {dataset} / {victim}: ASR / Score per cell", "", "| " + " | ".join(head) + " |",
+                 "|" + "---|" * len(head)]
+        for row in ROWS:
+            got = [mine.get((row, *tp)) for tp in order]
+            if not any(got):
+                continue
+            values = ["" if c is None else f"{_rate(c, 'asr')} / {_rate(c, 'score')}" for c in got]
+            lines.append("| " + " | ".join([LABELS[row]] + values) + " |")
+        auc = [mine.get(("badrec", *tp)) for tp in order]
+        lines += ["", "Poisoned model's AUC: " + ", ".join(f"{t}-{p} {c['metrics']['auc']:.3f}"
+                                                           for (t, p), c in zip(order, auc, strict=True) if c)
+                  + (f"; benign {mine[('benign', *order[0])]['metrics']['auc']:.3f}"
+                     if ("benign", *order[0]) in mine else "") + ".", ""]
+        lines += _tallies(mine, order)
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def _rate(cell: Cell, metric: str) -> str:
+    value = cell["metrics"].get(metric)
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _tallies(mine: dict, order: list[tuple[str, str]]) -> list[str]:
+    def met(row: str, tp: tuple[str, str]) -> bool | None:
+        c = mine.get((row, *tp))
+        if c is None or c["metrics"].get("score") is None or c["metrics"].get("asr") is None:
+            return None
+        return c["metrics"]["asr"] <= SCANNER_TARGET["asr"] and c["metrics"]["score"] >= SCANNER_TARGET["score"]
+
+    def best(tp: tuple[str, str]) -> bool | None:
+        scores = {r: mine[(r, *tp)]["metrics"].get("score") for r in EIGHT if (r, *tp) in mine}
+        if scores.get("p-scanner") is None:
+            return None
+        return scores["p-scanner"] >= max(v for v in scores.values() if v is not None)
+
+    def mean_score(row: str) -> float | None:
+        got = [mine[(row, *tp)]["metrics"].get("score") for tp in order if (row, *tp) in mine]
+        got = [g for g in got if g is not None]
+        return sum(got) / len(got) if got else None
+
+    out = []
+    for label, test in (("P-Scanner: ASR ≤ 0.05 and Score ≥ 0.95", lambda tp: met("p-scanner", tp)),
+                        ("P-Scanner + recurrence: same target", lambda tp: met("p-scanner-recurrence", tp)),
+                        ("P-Scanner: best Score of the eight defenses (ties count)", best)):
+        got = {tp: test(tp) for tp in order}
+        known = [tp for tp, v in got.items() if v is not None]
+        missed = [f"{t}-{p}" for t, p in known if not got[(t, p)]]
+        out.append(f"- {label}: {sum(bool(got[tp]) for tp in known)} / {len(known)}"
+                   + (f" (missed: {', '.join(missed)})" if missed else ""))
+    full = mean_score("p-scanner")
+    for row in ("p-scanner-wo-ft", "p-scanner-wo-ta"):
+        m = mean_score(row)
+        if full is not None and m is not None:
+            out.append(f"- {LABELS[row]}: mean Score {m:.3f} against the full scanner's {full:.3f}")
+    return out
