@@ -29,6 +29,7 @@ METRICS = {"llara": ("valid", "h1", "a_valid", "asr", "score"), "tallrec": ("auc
 HEADS = {"valid": "Valid", "h1": "H@1", "a_valid": "A-Valid", "asr": "ASR", "auc": "AUC", "score": "Score"}
 
 Cell = dict[str, Any]
+CELL_ORDER = tuple((t, p) for t in ("char", "word", "sentence") for p in ("end", "random"))
 
 
 def is_defense_run(cells: list[Cell]) -> bool:
@@ -107,15 +108,26 @@ def cost_table(cells: list[Cell]) -> str:
 def rates_figure(cells: list[Cell], dataset: str, victim: str) -> plt.Figure | None:
     """Fig. 5 / 7 in shape: per trigger and position, utility, ASR and Score of every row as grouped bars."""
     mine = [c for c in cells if c["dataset"] == dataset and c["victim"] == victim]
-    panels = list(dict.fromkeys((c["trigger"], c["position"]) for c in mine))
-    if not panels:
+    present = set((c["trigger"], c["position"]) for c in mine)
+    if not present:
         return None
     utility = "auc" if victim == "tallrec" else "h1"
     shown = ("asr", utility, "score")
     rows = [r for r in ROWS if any(c["variant"] == r for c in mine)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1.0, 3.6), squeeze=False, sharey=True)
+    known = [tp for tp in CELL_ORDER if tp in present] + sorted(present - set(CELL_ORDER))
+    # a trigger per figure row and a position per column once there are more cells than fit in one row
+    triggers = list(dict.fromkeys(t for t, _ in known))
+    positions = list(dict.fromkeys(p for _, p in known))
+    grid = [[tp for tp in known]] if len(known) <= 3 else [[(t, p) for p in positions] for t in triggers]
+    fig, axes = plt.subplots(len(grid), len(grid[0]), figsize=(3.4 * len(grid[0]) + 1.0, 3.6 * len(grid)),
+                             squeeze=False, sharey=True)
     width = 0.8 / len(shown)
-    for ax, (trigger, position) in zip(axes[0], panels, strict=True):
+    placed = [(ax, tp) for ax_row, tp_row in zip(axes, grid, strict=True) for ax, tp in zip(ax_row, tp_row,
+                                                                                             strict=True)]
+    for ax, tp in placed:
+        if tp not in present:
+            ax.axis("off")
+    for ax, (trigger, position) in [(ax, tp) for ax, tp in placed if tp in present]:
         for k, metric in enumerate(shown):
             heights = []
             for row in rows:
@@ -128,7 +140,7 @@ def rates_figure(cells: list[Cell], dataset: str, victim: str) -> plt.Figure | N
         ax.set_title(f"{trigger}, {position}", fontsize=9)
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].legend(fontsize=7)
+    placed[0][0].legend(fontsize=7)
     fig.suptitle(f"Defenses on {victim} / {dataset}", fontsize=10)
     fig.tight_layout()
     return fig
@@ -179,7 +191,6 @@ def save_defense_figures(cells: list[Cell], out_dir: Path) -> list[str]:
     return written
 
 
-CELL_ORDER = tuple((t, p) for t in ("char", "word", "sentence") for p in ("end", "random"))
 EIGHT = ("rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner")
 SCANNER_TARGET = {"asr": 0.05, "score": 0.95}  # the issue's bar for P-Scanner in every cell
 
