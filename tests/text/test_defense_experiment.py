@@ -110,3 +110,21 @@ def test_recurrence_rows_add_the_titles_carrying_the_catalogues_recurring_trigge
     before, after = (cells[n].extra["filter"] for n in ("p-scanner-train-time", "p-scanner-recurrence-train-time"))
     assert after["dropped_fake"] == after["n_fake"] >= before["dropped_fake"]
     assert after["dropped_benign"] == before["dropped_benign"]
+
+
+@pytest.mark.slow
+def test_without_the_benign_row_no_benign_model_is_trained(tmp_path, session_cache, data_root, monkeypatch):
+    """The README's quickstart leaves the benign control out to stay within its time: only the poisoned model."""
+    from recbackdoor.experiments.badrec_engine import BadRecEngine
+
+    trained = []
+    original = BadRecEngine.train
+
+    def spy(self, v, *args, **kwargs):
+        trained.append(v.trigger is None)
+        return original(self, v, *args, **kwargs)
+
+    monkeypatch.setattr(BadRecEngine, "train", spy)
+    cells = _run(_config("tallrec", names=["p-scanner"], benign=False), session_cache, tmp_path)
+    assert set(cells) == {"badrec", "p-scanner"}
+    assert trained and not any(trained)  # only poisoned variants were asked for

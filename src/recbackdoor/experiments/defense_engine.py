@@ -205,7 +205,7 @@ class DefenseStudy(ScannerParts):
         benign = [v for v in variants if v.trigger is None]
         poisoned = [v for v in variants if v.trigger is not None]
         self._all_triggered = [r for v in poisoned for r in self.triggered(v.trigger)]
-        if benign and self.ctx.wants(dataset=self.dataset, victim=self.cfg.mode, variant="benign"):
+        if benign and self.d.benign and self.ctx.wants(dataset=self.dataset, victim=self.cfg.mode, variant="benign"):
             self.run_benign(benign[0], [v.trigger for v in poisoned])
             self._save_states()
         for v in poisoned:

@@ -25,6 +25,9 @@ from recbackdoor.processes import processes
 class DefenseSection(StrictModel):
     # every defense but the two ablations, which need their scanners named below
     names: list[str] = [n for n in DEFENSE_NAMES if n not in ("p-scanner-wo-ft", "p-scanner-wo-ta")]
+    # the benign model's row: the control that shows the trigger alone does not flip a clean model; it costs a
+    # second trained model, which the README's quickstart leaves out to stay within its time
+    benign: bool = True
     n_clean: int = 200  # clean requests: utility (H@1 / AUC) with the defense on
     n_triggered: int = 100  # the first n_clean requests with the trigger: ASR
     n_calibration: int = 100  # further clean requests a defender holds back to set thresholds
