@@ -92,6 +92,10 @@ The output holds every input row and column unchanged and in order, plus:
   flagged       true when poison_score is above the model's saved threshold
   suspect       for flagged rows, the character, word or phrase that drives the
                 score; empty otherwise
+With --recurrence, one more column:
+  recurring_span  the recurring span the title carries (see --recurrence);
+                  empty otherwise. Remove a row when flagged is true OR
+                  recurring_span is not empty.
 The output is written to a temporary file and renamed into place only when the
 whole scan succeeded; an existing output file is never overwritten.
 """
@@ -105,6 +109,7 @@ exit codes:
 
 example:
   recbackdoor scan --model default --input items.csv --column title --output items.scanned.csv
+  recbackdoor scan --model default --input items.csv --column title --output items.scanned.csv --recurrence
 """
 
 
@@ -133,6 +138,13 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--batch-size", type=_positive_int, default=2048, metavar="N",
                       help="rows read, scored and written at a time; bounds memory (default 2048)")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    scan.add_argument("--recurrence", action="store_true",
+                      help="also test the whole catalogue: a trigger must recur to plant a backdoor, so every word "
+                           "and non-ASCII character carried by >= 5 distinct titles is tested for scoring high "
+                           "together more often than chance (binomial, Bonferroni, family-wise alpha 1e-3) and kept "
+                           "only if taking it out brings those titles back down; catches triggers each title "
+                           "alone scores below the threshold. Reads the input three times (each row scored once); "
+                           "adds the column recurring_span and a summary line of the spans found")
 
 
 _KEY_VALUE = re.compile(r"[A-Za-z_][\w.\-]*=")

@@ -53,3 +53,20 @@ def test_spans_are_whole_words_and_single_non_ascii_characters():
     assert spans_of("Top\u0d2e Gun (1986)") == {"Top\u0d2e", "Gun", "(1986)", "\u0d2e"}
     assert spans_of("") == set()
     assert find_recurring([], np.zeros(0)) == []
+
+
+def test_a_span_that_rides_along_is_dropped_and_the_cause_is_still_found() -> None:
+    """'Deluxe' and 'Saga' share their ten titles and tie on the counts; only taking 'Saga' out brings the scores
+    down, so the removal check rejects 'Deluxe' (tried first: ties break by span order) and takes 'Saga'."""
+    from recbackdoor.defenses.text.recurrence import SpanIndex, removal_check
+
+    def score(titles):
+        return np.array([0.8 if "Saga" in t.split() else 0.1 + 0.001 * (sum(map(ord, t)) % 200) for t in titles])
+
+    titles = [f"Saga {i} Deluxe" for i in range(10)] + [f"Movie {i}" for i in range(90)]
+    index = SpanIndex()
+    for title, value in zip(titles, score(titles), strict=True):
+        index.add(title, float(value))
+    assert [r.span for r in index.recurring()] == ["Deluxe"]  # without the check the tie goes to 'Deluxe'
+    high = [t for t, v in zip(titles, score(titles), strict=True) if v > index.quantile_of(0.9)]
+    assert [r.span for r in index.recurring(confirm=removal_check(high, score))] == ["Saga"]

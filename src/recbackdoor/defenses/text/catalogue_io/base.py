@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from recbackdoor.defenses.text.catalogue_io.common import Batch, Verdicts
+from recbackdoor.defenses.text.catalogue_io.common import NEW_COLUMNS, Batch, Verdicts
 from recbackdoor.errors import UserError
 
 
@@ -18,8 +18,9 @@ class Catalogue:
 
     total_rows: int | None = None
 
-    def __init__(self, path: Path, column: str) -> None:
+    def __init__(self, path: Path, column: str, added: tuple[str, ...] = NEW_COLUMNS) -> None:
         self.path = path
+        self.added = added  # the columns the scan appends: none may already be in the input
         self._handle: BinaryIO = open(path, "rb")
         try:
             self._setup(column)

@@ -21,6 +21,7 @@ from recbackdoor.errors import UserError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 NEW_COLUMNS = ("poison_score", "flagged", "suspect")
+RECURRENCE_COLUMN = "recurring_span"  # added after NEW_COLUMNS by ``scan --recurrence`` only
 MAX_TITLE_CHARS = 10_000
 MAX_ROW_BYTES = 1 << 20
 MAX_BATCH_BYTES = 64 << 20
@@ -46,6 +47,7 @@ class Verdicts:
     scores: np.ndarray  # float32 in [0, 1]
     flagged: np.ndarray  # bool
     suspects: list[str]  # "" for rows that are not flagged
+    recurring: list[str] | None = None  # ``scan --recurrence``: the recurring span each row carries, "" if none
 
 
 def batched(records: Iterator[tuple[str, Any, int]], batch_size: int) -> Iterator[Batch]:
@@ -67,10 +69,14 @@ def score_text(score: float) -> str:
     return str(np.float32(score))
 
 
-def verdict_texts(verdicts: Verdicts) -> Iterator[tuple[str, str, str]]:
-    """Each row's score, ``true``/``false`` and suspect span as text, in row order."""
-    for score, flag, suspect in zip(verdicts.scores, verdicts.flagged, verdicts.suspects, strict=True):
-        yield score_text(score), "true" if flag else "false", suspect
+def verdict_texts(verdicts: Verdicts) -> Iterator[tuple[str, ...]]:
+    """Each row's score, ``true``/``false``, suspect span (and recurring span, when computed) as text, in row
+    order."""
+    recurring = verdicts.recurring if verdicts.recurring is not None else [None] * len(verdicts.suspects)
+    for score, flag, suspect, span in zip(verdicts.scores, verdicts.flagged, verdicts.suspects, recurring,
+                                          strict=True):
+        texts = (score_text(score), "true" if flag else "false", suspect)
+        yield texts if span is None else (*texts, span)
 
 
 # --------------------------------------------------------------------------- one-line errors and checks
@@ -121,9 +127,10 @@ def checked_title(path: Path, value: Any, row: int | None = None, line: int | No
     return value
 
 
-def check_new_columns(path: Path, names: list[str], row: int | None = None, line: int | None = None) -> None:
+def check_new_columns(path: Path, names: list[str], row: int | None = None, line: int | None = None,
+                      added: tuple[str, ...] = NEW_COLUMNS) -> None:
     """Refuse input that already has an output column: writing it twice would make the output ambiguous."""
-    for name in NEW_COLUMNS:
+    for name in added:
         if name in names:
             raise fail(path, f"the input already has a column {name!r} (already scanned?); rename or drop it",
                        row, line)

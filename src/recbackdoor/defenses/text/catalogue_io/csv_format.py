@@ -117,7 +117,7 @@ class CsvCatalogue(Catalogue):
         header = self._next_record()
         if header is None:
             raise fail(self.path, "no header row (the file holds only blank lines)")
-        check_new_columns(self.path, header, line=self._record_line)
+        check_new_columns(self.path, header, line=self._record_line, added=self.added)
         return header
 
     def _title_index(self, column: str) -> int:
@@ -145,7 +145,7 @@ class CsvCatalogue(Catalogue):
 
     def writer(self, handle: BinaryIO, output: Path) -> Writer:
         assert self.header is not None
-        return CsvWriter(handle, output, self.header, self.lineterminator, self.bom)
+        return CsvWriter(handle, output, self.header, self.lineterminator, self.bom, self.added)
 
 
 class CsvWriter(Writer):
@@ -155,13 +155,14 @@ class CsvWriter(Writer):
     input (e.g. a needlessly quoted cell loses its quotes) while every value reads back identical.
     """
 
-    def __init__(self, handle: BinaryIO, output: Path, header: list[str], lineterminator: str, bom: bool) -> None:
+    def __init__(self, handle: BinaryIO, output: Path, header: list[str], lineterminator: str, bom: bool,
+                 added: tuple[str, ...] = NEW_COLUMNS) -> None:
         super().__init__(output)
         self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=False)
         if bom:
             self._text.write("\ufeff")
         self._csv = csv.writer(self._text, lineterminator=lineterminator)
-        self._csv.writerow([*header, *NEW_COLUMNS])
+        self._csv.writerow([*header, *added])
 
     def _write(self, batch: Batch, verdicts: Verdicts) -> None:
         self._csv.writerows([*cells, *texts] for cells, texts in zip(batch.records, verdict_texts(verdicts),

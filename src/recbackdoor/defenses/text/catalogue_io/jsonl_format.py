@@ -110,7 +110,7 @@ class JsonlCatalogue(Catalogue):
             raise fail(self.path, "JSON nested too deeply", self._rows, self._line) from None
         if not isinstance(value, dict):
             raise fail(self.path, f"a JSON {kind(value)}, expected an object", self._rows, self._line)
-        check_new_columns(self.path, list(value), self._rows, self._line)
+        check_new_columns(self.path, list(value), self._rows, self._line, added=self.added)
         return value
 
     def _title(self, record: dict[str, Any]) -> str:
@@ -123,21 +123,22 @@ class JsonlCatalogue(Catalogue):
         return batched(itertools.chain([self._first], self._stream), batch_size)
 
     def writer(self, handle: BinaryIO, output: Path) -> Writer:
-        return JsonlWriter(handle, output)
+        return JsonlWriter(handle, output, self.added)
 
 
 class JsonlWriter(Writer):
-    """Each input line with ``"poison_score"``, ``"flagged"`` and ``"suspect"`` appended inside its object."""
+    """Each input line with ``"poison_score"``, ``"flagged"`` and ``"suspect"`` (and ``"recurring_span"``)
+    appended inside its object."""
 
-    def __init__(self, handle: BinaryIO, output: Path) -> None:
+    def __init__(self, handle: BinaryIO, output: Path, added: tuple[str, ...] = NEW_COLUMNS) -> None:
         super().__init__(output)
         self._handle = handle
-        self._keys = [json.dumps(name) for name in NEW_COLUMNS]
+        self._keys = [json.dumps(name) for name in added]
 
-    def _line(self, text: str, texts: tuple[str, str, str]) -> str:
+    def _line(self, text: str, texts: tuple[str, ...]) -> str:
         body = text[:-1].rstrip()  # the object's text without its closing brace
-        score, flag, suspect = texts
-        values = (score, flag, _json_string(suspect))
+        score, flag, *spans = texts  # suspect, then the recurring span when the scan computed it
+        values = (score, flag, *map(_json_string, spans))
         added = ", ".join(f"{key}: {value}" for key, value in zip(self._keys, values, strict=True))
         return f"{body}, {added}}}\n"
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from recbackdoor.defenses.text.catalogue_io.base import Catalogue
-from recbackdoor.defenses.text.catalogue_io.common import format_of
+from recbackdoor.defenses.text.catalogue_io.common import NEW_COLUMNS, format_of
 from recbackdoor.defenses.text.catalogue_io.csv_format import CsvCatalogue
 from recbackdoor.defenses.text.catalogue_io.jsonl_format import JsonlCatalogue
 from recbackdoor.defenses.text.catalogue_io.parquet_format import ParquetCatalogue
@@ -41,7 +41,7 @@ def check_paths(input_path: Path, output_path: Path) -> str:
     return fmt
 
 
-def open_catalogue(path: Path, column: str) -> Catalogue:
+def open_catalogue(path: Path, column: str, added: tuple[str, ...] = NEW_COLUMNS) -> Catalogue:
     """Open a catalogue and check its header or schema; rows are checked as they stream by."""
     fmt = format_of(path)
     try:
@@ -50,6 +50,6 @@ def open_catalogue(path: Path, column: str) -> Catalogue:
     except FileNotFoundError:
         raise UserError(f"{path}: input file not found") from None
     try:
-        return READERS[fmt](path, column)
+        return READERS[fmt](path, column, added)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recbackdoor.defenses.text.catalogue_io.base import Catalogue, Writer
-from recbackdoor.defenses.text.catalogue_io.common import Batch, Verdicts, check_new_columns, checked_title, fail
+from recbackdoor.defenses.text.catalogue_io.common import (
+    RECURRENCE_COLUMN,
+    Batch,
+    Verdicts,
+    check_new_columns,
+    checked_title,
+    fail,
+)
 from recbackdoor.errors import UserError
 
 
@@ -34,7 +41,7 @@ class ParquetCatalogue(Catalogue):
 
     def _title_index(self, column: str) -> int:
         names = self.schema.names
-        check_new_columns(self.path, names)
+        check_new_columns(self.path, names, added=self.added)
         if column not in names:
             raise fail(self.path, f"no column {column!r} (columns: {', '.join(names)})")
         kind = self.schema.field(column).type
@@ -65,16 +72,16 @@ class ParquetCatalogue(Catalogue):
             row += batch.num_rows
 
     def writer(self, handle: BinaryIO, output: Path) -> Writer:
-        return ParquetWriter(handle, output, self.schema)
+        return ParquetWriter(handle, output, self.schema, RECURRENCE_COLUMN in self.added)
 
 
 class ParquetWriter(Writer):
     """The input schema (metadata included) plus ``poison_score: float``, ``flagged: bool``, ``suspect: string``."""
 
-    def __init__(self, handle: BinaryIO, output: Path, schema: pa.Schema) -> None:
+    def __init__(self, handle: BinaryIO, output: Path, schema: pa.Schema, recurrence: bool = False) -> None:
         super().__init__(output)
         added = [pa.field("poison_score", pa.float32()), pa.field("flagged", pa.bool_()),
-                 pa.field("suspect", pa.string())]
+                 pa.field("suspect", pa.string())] + ([pa.field(RECURRENCE_COLUMN, pa.string())] if recurrence else [])
         self.schema = pa.schema([*schema, *added], metadata=schema.metadata)
         try:
             self._parquet = pq.ParquetWriter(handle, self.schema)
@@ -84,6 +91,8 @@ class ParquetWriter(Writer):
     def _write(self, batch: Batch, verdicts: Verdicts) -> None:
         arrays = [*batch.records.columns, pa.array(verdicts.scores, pa.float32()),
                   pa.array(verdicts.flagged, pa.bool_()), pa.array(verdicts.suspects, pa.string())]
+        if verdicts.recurring is not None:
+            arrays.append(pa.array(verdicts.recurring, pa.string()))
         self._parquet.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
 
     def close(self) -> None:
