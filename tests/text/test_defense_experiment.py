@@ -113,6 +113,23 @@ def test_recurrence_rows_add_the_titles_carrying_the_catalogues_recurring_trigge
 
 
 @pytest.mark.slow
+def test_label_test_rows_drop_the_titles_the_training_data_always_likes(tmp_path, session_cache, data_root):
+    """The label test reads the training data, not the scores: the fakes' titles are the only ones always liked.
+    (60 prompts hold too few titles for 15 fakes to stand out at α = 10⁻³; 30 do.)"""
+    names = ["p-scanner", "p-scanner-train-time", "p-scanner-label", "p-scanner-label-train-time"]
+    cfg = _config("tallrec", names=names, triggers=("char",))
+    cfg = cfg.model_copy(update={"attack": cfg.attack.model_copy(update={"positions": ["random"], "rates": [0.5]}),
+                                 "data": cfg.data.model_copy(update={"n_train": 60})})
+    cells = _run(cfg, session_cache, tmp_path)
+    plain, label = cells["p-scanner"], cells["p-scanner-label"]
+    assert label.extra["spans"] == ["\u0d2e"] and label.extra["detections"] == 1.0 >= plain.extra["detections"]
+    assert label.extra["false_alarms"] == plain.extra["false_alarms"]
+    before, after = (cells[n].extra["filter"] for n in ("p-scanner-train-time", "p-scanner-label-train-time"))
+    assert after["dropped_fake"] == after["n_fake"] >= before["dropped_fake"]
+    assert after["dropped_benign"] == before["dropped_benign"]
+
+
+@pytest.mark.slow
 def test_without_the_benign_row_no_benign_model_is_trained(tmp_path, session_cache, data_root, monkeypatch):
     """The README's quickstart leaves the benign control out to stay within its time: only the poisoned model."""
     from recbackdoor.experiments.badrec_engine import BadRecEngine

@@ -29,6 +29,7 @@ from recbackdoor.defenses.text.batched import BatchedCalls, BatchedRecommender, 
 from recbackdoor.defenses.text.calibration import calibrate_threshold
 from recbackdoor.defenses.text.contract import DefenseResult, Request
 from recbackdoor.defenses.text.defense_registry import make_defense
+from recbackdoor.defenses.text.label_test import LABEL_TEST_SETTINGS
 from recbackdoor.defenses.text.recurrence import RECURRENCE_SETTINGS, FlagsWithRecurrence
 from recbackdoor.defenses.text.requests import llara_request, tallrec_request
 from recbackdoor.experiments.badrec_engine import BadRecEngine, SampleFilter, Variant
@@ -181,6 +182,12 @@ class DefenseStudy(ScannerParts):
             spans = self.recurring_spans(v)
             return ({"scanner": self.scanner_key(name), "recurrence": RECURRENCE_SETTINGS, "spans": spans},
                     lambda: ({"scanner": FlagsWithRecurrence(self.lookup("p-scanner"), spans)}, {"spans": spans}))
+        if name == "p-scanner-label":
+            if v is None:
+                raise ValueError("P-Scanner + label test needs the poisoned variant whose training data it reads")
+            spans = self.label_spans(v)
+            return ({"scanner": self.scanner_key(name), "label_test": LABEL_TEST_SETTINGS, "spans": spans},
+                    lambda: ({"scanner": FlagsWithRecurrence(self.lookup("p-scanner"), spans)}, {"spans": spans}))
         if name in SCANNER_VARIANTS:
             return {"scanner": self.scanner_key(name)}, lambda: ({"scanner": self.lookup(name)}, {})
         raise ValueError(f"defense {name!r} has no parts here")
@@ -296,7 +303,7 @@ class DefenseStudy(ScannerParts):
                 continue
             started = time.perf_counter()
             if name in TRAIN_TIME:
-                got = self.train_time(v, triggered, recurrence=TRAIN_TIME[name])
+                got = self.train_time(v, triggered, TRAIN_TIME[name])
                 extra = {"filter": got["filter"]}
                 base_rate = self.benign_asr_on(t, self._attackable(base["clean"])) if self.mode == "tallrec" else None
                 if base_rate is not None:
@@ -319,10 +326,10 @@ class DefenseStudy(ScannerParts):
             print(f"[{self.dataset}/{self.cfg.mode}] {t.kind}-{t.position} {name}: "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
 
-    def train_time(self, v: Variant, triggered: list[Request], recurrence: bool = False) -> dict:
-        """The model trained on data the scanner cleaned, answering requests undefended; with ``recurrence``, the
-        samples showing a title that carries a recurring span of the training catalogue are dropped too."""
-        sample_filter = self.training_filter(recurrence)
+    def train_time(self, v: Variant, triggered: list[Request], kind: str = "scanner") -> dict:
+        """The model trained on data the scanner cleaned, answering requests undefended; ``kind`` names what else
+        the filter drops (``ScannerParts.training_filter``)."""
+        sample_filter = self.training_filter(kind)
         key = self.engine.model_key(v, sample_filter)  # shared by every trigger whose cleaned data are the same
         loaded: list[BatchedRecommender] = []
         label = v.trigger.cache_label

@@ -19,12 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROWS = ("benign", "badrec", "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner",
         "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time", "p-scanner-recurrence",
-        "p-scanner-recurrence-train-time")
+        "p-scanner-recurrence-train-time", "p-scanner-label", "p-scanner-label-train-time")
 LABELS = {"benign": "Benign", "badrec": "BadRec", "rd": "RD", "llmsi": "LLMSI", "onion": "ONION",
           "strip": "STRIP", "rpd": "RPD", "cos": "CoS", "paraphraser": "Paraphraser", "p-scanner": "P-Scanner",
           "p-scanner-wo-ft": "P-Scanner w/o FT", "p-scanner-wo-ta": "P-Scanner w/o TA",
           "p-scanner-train-time": "P-Scanner (train-time)", "p-scanner-recurrence": "P-Scanner + recurrence",
-          "p-scanner-recurrence-train-time": "P-Scanner + recurrence (train-time)"}
+          "p-scanner-recurrence-train-time": "P-Scanner + recurrence (train-time)",
+          "p-scanner-label": "P-Scanner + label test",
+          "p-scanner-label-train-time": "P-Scanner + label test (train-time)"}
 METRICS = {"llara": ("valid", "h1", "a_valid", "asr", "score"), "tallrec": ("auc", "asr", "score")}
 HEADS = {"valid": "Valid", "h1": "H@1", "a_valid": "A-Valid", "asr": "ASR", "auc": "AUC", "score": "Score"}
 
@@ -249,6 +251,7 @@ def _tallies(mine: dict, order: list[tuple[str, str]]) -> list[str]:
     out = []
     for label, test in (("P-Scanner: ASR ≤ 0.05 and Score ≥ 0.95", lambda tp: met("p-scanner", tp)),
                         ("P-Scanner + recurrence: same target", lambda tp: met("p-scanner-recurrence", tp)),
+                        ("P-Scanner + label test: same target", lambda tp: met("p-scanner-label", tp)),
                         ("P-Scanner: best Score of the eight defenses (ties count)", best)):
         got = {tp: test(tp) for tp in order}
         known = [tp for tp, v in got.items() if v is not None]

@@ -33,6 +33,7 @@ DEFENSE_NAMES: tuple[str, ...] = (
     "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser",
     "p-scanner", "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-train-time",
     "p-scanner-recurrence", "p-scanner-recurrence-train-time",
+    "p-scanner-label", "p-scanner-label-train-time",
 )
 """The ``variant`` names defense cells carry in results.json (DESIGN.md, Contracts)."""
 

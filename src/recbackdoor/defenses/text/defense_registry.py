@@ -34,6 +34,8 @@ DEFENSES: dict[str, type[Defense]] = {
     "p-scanner-train-time": TrainTimePScanner,
     "p-scanner-recurrence": PScannerDefense,
     "p-scanner-recurrence-train-time": TrainTimePScanner,
+    "p-scanner-label": PScannerDefense,
+    "p-scanner-label-train-time": TrainTimePScanner,
 }
 assert tuple(DEFENSES) == DEFENSE_NAMES, "the registry and the results.json names must list the same defenses"
 

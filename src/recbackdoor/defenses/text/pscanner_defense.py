@@ -29,7 +29,7 @@ from recbackdoor.defenses.text.contract import (
 )
 from recbackdoor.defenses.text.pool_view import PoolView
 
-VARIANTS = ("p-scanner", "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-recurrence")
+VARIANTS = ("p-scanner", "p-scanner-wo-ft", "p-scanner-wo-ta", "p-scanner-recurrence", "p-scanner-label")
 
 
 class Flagger(Protocol):

@@ -95,31 +95,40 @@ class SpanIndex:
             return []
         values = np.frombuffer(self._scores, dtype=np.float64)
         self.cutoff = self.quantile_of(quantile)
-        elevated = values > self.cutoff
-        base_rate = float(elevated.mean())
-        candidates = {span: np.frombuffer(idx, dtype=np.uint32).astype(np.int64)
-                      for span, idx in self._carriers.items() if len(idx) >= min_titles}
-        if not candidates or base_rate in (0.0, 1.0):
-            return []
-        cutoff = alpha / len(candidates)
-        explained = np.zeros(len(values), dtype=bool)
-        found: list[RecurringSpan] = []
-        while candidates:
-            names = list(candidates)
-            open_idx = [idx[~explained[idx]] for idx in candidates.values()]
-            n = np.array([len(idx) for idx in open_idx])
-            k = np.array([int(elevated[idx].sum()) for idx in open_idx])
-            p = np.where(n >= min_titles, binom.sf(k - 1, n, base_rate), 1.0)
-            best = int(np.argmin(p))
-            if p[best] > cutoff:
-                break
-            span = RecurringSpan(names[best], int(n[best]), int(k[best]), float(p[best]))
-            del candidates[names[best]]
-            if confirm is not None and not confirm(span, self.cutoff):
-                continue
-            found.append(span)
-            explained[open_idx[best]] = True
-        return found
+        return greedy_spans(self._carriers, values > self.cutoff, min_titles, alpha,
+                            None if confirm is None else (lambda span: confirm(span, self.cutoff)))
+
+
+def greedy_spans(carriers: dict[str, Sequence[int]], elevated: np.ndarray, min_titles: int = 5, alpha: float = 1e-3,
+                 confirm: Callable[[RecurringSpan], bool] | None = None) -> list[RecurringSpan]:
+    """The spans whose carriers (title indexes) are ``elevated`` more often than chance, strongest first: one-sided
+    binomial against the share of elevated titles, Bonferroni over the spans carried by ``min_titles`` or more,
+    family-wise ``alpha``; each span judged only on titles no stronger span explained. Shared by the score test
+    here and the label test (``label_test.py``)."""
+    base_rate = float(elevated.mean()) if len(elevated) else 0.0
+    candidates = {span: np.frombuffer(idx, dtype=np.uint32).astype(np.int64) if isinstance(idx, array)
+                  else np.asarray(idx, dtype=np.int64) for span, idx in carriers.items() if len(idx) >= min_titles}
+    if not candidates or base_rate in (0.0, 1.0):
+        return []
+    cutoff = alpha / len(candidates)
+    explained = np.zeros(len(elevated), dtype=bool)
+    found: list[RecurringSpan] = []
+    while candidates:
+        names = list(candidates)
+        open_idx = [idx[~explained[idx]] for idx in candidates.values()]
+        n = np.array([len(idx) for idx in open_idx])
+        k = np.array([int(elevated[idx].sum()) for idx in open_idx])
+        p = np.where(n >= min_titles, binom.sf(k - 1, n, base_rate), 1.0)
+        best = int(np.argmin(p))
+        if p[best] > cutoff:
+            break
+        span = RecurringSpan(names[best], int(n[best]), int(k[best]), float(p[best]))
+        del candidates[names[best]]
+        if confirm is not None and not confirm(span):
+            continue
+        found.append(span)
+        explained[open_idx[best]] = True
+    return found
 
 
 def find_recurring(titles: Sequence[str], scores: Sequence[float], quantile: float = 0.9, min_titles: int = 5,

@@ -28,7 +28,7 @@ from recbackdoor.defenses.text.pool_view import PoolView
 from recbackdoor.defenses.text.pscanner_defense import Flagger
 
 E = TypeVar("E")
-TRAIN_TIME_VARIANTS = ("p-scanner-train-time", "p-scanner-recurrence-train-time")
+TRAIN_TIME_VARIANTS = ("p-scanner-train-time", "p-scanner-recurrence-train-time", "p-scanner-label-train-time")
 
 
 @dataclass(frozen=True)
