@@ -1,10 +1,12 @@
-"""What the catalogue-level recurrence test adds to the train-time scanner filter, per rung-1 cell.
+"""What the catalogue-level recurrence test and the training data's label test add to the train-time scanner
+filter, per rung-1 cell.
 
 For each (dataset, trigger, position) of the rung-1 defense configs it rebuilds the poisoned training set exactly as
 the defense run does (same split, same fake users), scans every distinct title with the shipped scanner, and counts
 the training samples (benign / fake) the filter would drop: by the scanner's flags alone (the committed
-``p-scanner-train-time`` row), and with every title that carries a span ``find_recurring`` finds. No recommender is
-trained; a few seconds per cell after the data load.
+``p-scanner-train-time`` row), with every title that carries a span the recurrence test finds, and with every title
+that carries a span the label test (``label_test.py``) finds. No recommender is trained; a few seconds per cell after
+the data load.
 
     RECBACKDOOR_DATA=... python benchmarks/recurrence_filter.py --out docs/results/recurrence_filter
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import recbackdoor.experiments.defense_experiment  # noqa: F401  (registers the "defense" experiment)
 from recbackdoor.cache import StageCache
-from recbackdoor.defenses.text.recurrence import catalogue_flagger
+from recbackdoor.defenses.text.label_test import training_spans
+from recbackdoor.defenses.text.recurrence import FlagsWithRecurrence, catalogue_flagger
 from recbackdoor.defenses.text.requests import sample_titles
 from recbackdoor.defenses.text.scanner import PoisonScanner
 from recbackdoor.experiments.badrec_engine import BadRecEngine, Variant
@@ -45,6 +48,9 @@ def cells_of(config: Path, scanner: PoisonScanner, scratch: Path) -> list[dict]:
             seconds = time.perf_counter() - started
             flagged = {t for t, f in zip(distinct, flagger.base.flag(distinct), strict=True) if f}
             carried = {t for t, f in zip(distinct, flagger.flag(distinct), strict=True) if f}
+            label_spans = training_spans(list(engine.split.train) + fakes, engine.data)
+            labelled = {t for t, f in zip(distinct, FlagsWithRecurrence(flagger.base, label_spans).flag(distinct),
+                                           strict=True) if f}
             n_benign = len(engine.split.train)
 
             def dropped(bad: set[str], samples: list[set[str]]) -> int:
@@ -57,20 +63,26 @@ def cells_of(config: Path, scanner: PoisonScanner, scratch: Path) -> list[dict]:
                             "dropped_fake": dropped(flagged, per_sample[n_benign:])},
                 "with_recurrence": {"dropped_benign": dropped(carried, per_sample[:n_benign]),
                                     "dropped_fake": dropped(carried, per_sample[n_benign:])},
-                "spans": [vars(r) for r in flagger.recurring], "seconds": seconds})
+                "with_label_test": {"dropped_benign": dropped(labelled, per_sample[:n_benign]),
+                                    "dropped_fake": dropped(labelled, per_sample[n_benign:])},
+                "spans": [vars(r) for r in flagger.recurring], "label_spans": label_spans, "seconds": seconds})
             print(json.dumps(out[-1], ensure_ascii=False), flush=True)
     return out
 
 
 def table(cells: list[dict]) -> str:
-    rows = ["| dataset | cell | fakes dropped: scanner | + recurrence | benign dropped: scanner | + recurrence | "
-            "spans found (carriers, of them elevated) |", "|---|---|---|---|---|---|---|"]
+    rows = ["| dataset | cell | fakes dropped: scanner | + recurrence | + label test | benign dropped: scanner | "
+            "+ recurrence | + label test | recurring spans (carriers, of them elevated) | label-test spans |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         name = "benign" if c["position"] is None else f"{c['trigger']}-{c['position']}"
         spans = ", ".join(f"{s['span']!r} ({s['titles']}, {s['elevated']})" for s in c["spans"]) or "—"
+        labels = ", ".join(repr(s) for s in c["label_spans"]) or "—"
         rows.append(f"| {c['dataset']} | {name} | {c['scanner']['dropped_fake']} / {c['n_fake']} | "
-                    f"{c['with_recurrence']['dropped_fake']} / {c['n_fake']} | {c['scanner']['dropped_benign']} / "
-                    f"{c['n_benign']} | {c['with_recurrence']['dropped_benign']} / {c['n_benign']} | {spans} |")
+                    f"{c['with_recurrence']['dropped_fake']} / {c['n_fake']} | "
+                    f"{c['with_label_test']['dropped_fake']} / {c['n_fake']} | {c['scanner']['dropped_benign']} / "
+                    f"{c['n_benign']} | {c['with_recurrence']['dropped_benign']} / {c['n_benign']} | "
+                    f"{c['with_label_test']['dropped_benign']} / {c['n_benign']} | {spans} | {labels} |")
     return "\n".join(rows) + "\n"
 
 
