@@ -144,4 +144,5 @@ def test_without_the_benign_row_no_benign_model_is_trained(tmp_path, session_cac
     monkeypatch.setattr(BadRecEngine, "train", spy)
     cells = _run(_config("tallrec", names=["p-scanner"], benign=False), session_cache, tmp_path)
     assert set(cells) == {"badrec", "p-scanner"}
-    assert trained and not any(trained)  # only poisoned variants were asked for
+    # the benign model is never trained (the poisoned one may come from the cache, trained by an earlier test)
+    assert not any(trained)
