@@ -77,3 +77,14 @@ def test_summary_puts_every_cell_in_one_table_and_counts_the_scanners_target() -
     assert "- P-Scanner: ASR ≤ 0.05 and Score ≥ 0.95: 1 / 2 (missed: word-random)" in text
     assert "best Score of the eight defenses (ties count): 1 / 2 (missed: char-end)" in text
     assert "P-Scanner w/o FT: mean Score 0.550 against the full scanner's 0.946" in text
+
+
+def test_summary_reads_llara_cells_and_a_trigger_of_the_users_own() -> None:
+    from recbackdoor.report.defense_tables import summary_tables
+
+    cell = {"dataset": "ml100k", "victim": "llara", "variant": "p-scanner", "trigger": "emoji", "position": "end",
+            "metrics": {"asr": 0.1, "h1": 0.3, "score": 0.9}, "extra": {}}
+    badrec = {**cell, "variant": "badrec", "metrics": {"asr": 0.9, "h1": 0.31}}
+    text = summary_tables([cell, badrec])
+    assert "| defense | emoji-end |" in text and "| P-Scanner | 0.100 / 0.900 |" in text
+    assert "Poisoned model's H@1: emoji-end 0.310." in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,3 +104,23 @@ def test_cli_reports_the_spans_and_refuses_an_input_that_has_the_column(tmp_path
     plain = ["scan", "--model", "default", "--input", str(scanned), "--column", "title"]
     assert cli.main([*plain, "--output", str(tmp_path / "plain.csv")]) == 0
     assert _read(tmp_path / "plain.csv")[0]["recurring_span"] == ""
+
+
+@pytest.mark.parametrize("change", ["shrink", "reorder"])
+def test_a_file_that_changes_between_the_passes_fails_and_leaves_no_output(tmp_path: Path, change: str) -> None:
+    from recbackdoor.errors import UserError
+
+    src = _write(tmp_path / "items.csv", TITLES)
+
+    class Rewriter(Scorer):
+        def score(self, titles: Sequence[str]) -> np.ndarray:
+            if self.scored == 0:  # during the first pass, something else rewrites the catalogue
+                new = TITLES[:-5] if change == "shrink" else TITLES[::-1]
+                _write(src, new)
+                os.utime(src, ns=(1, 1))  # a different modification time even on a coarse clock
+            return super().score(titles)
+
+    with pytest.raises(UserError, match="changed during the scan"):
+        scan_file(PoisonScanner(Rewriter(), threshold=0.5), src, "title", tmp_path / "out.csv", progress=False,
+                  recurrence=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.csv"]  # no output, no temporary file

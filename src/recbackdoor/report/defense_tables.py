@@ -142,7 +142,7 @@ def rates_figure(cells: list[Cell], dataset: str, victim: str) -> plt.Figure | N
         ax.set_title(f"{trigger}, {position}", fontsize=9)
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3, axis="y")
-    placed[0][0].legend(fontsize=7)
+    next(ax for ax, tp in placed if tp in present).legend(fontsize=7)
     fig.suptitle(f"Defenses on {victim} / {dataset}", fontsize=10)
     fig.tight_layout()
     return fig
@@ -206,6 +206,8 @@ def summary_tables(cells: list[Cell]) -> str:
         mine = {(c["variant"], c["trigger"], c["position"]): c for c in cells
                 if (c["dataset"], c["victim"]) == (dataset, victim)}
         order = [tp for tp in CELL_ORDER if any(k[1:] == tp for k in mine)]
+        order += sorted({k[1:] for k in mine} - set(order))  # a trigger of the user's own, after the paper's
+        utility = "auc" if victim == "tallrec" else "h1"
         head = ["defense"] + [f"{t}-{p}" for t, p in order]
         lines = [f"### {dataset} / {victim}: ASR / Score per cell", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]
@@ -215,11 +217,11 @@ def summary_tables(cells: list[Cell]) -> str:
                 continue
             values = ["" if c is None else f"{_rate(c, 'asr')} / {_rate(c, 'score')}" for c in got]
             lines.append("| " + " | ".join([LABELS[row]] + values) + " |")
-        auc = [mine.get(("badrec", *tp)) for tp in order]
-        lines += ["", "Poisoned model's AUC: " + ", ".join(f"{t}-{p} {c['metrics']['auc']:.3f}"
-                                                           for (t, p), c in zip(order, auc, strict=True) if c)
-                  + (f"; benign {mine[('benign', *order[0])]['metrics']['auc']:.3f}"
-                     if ("benign", *order[0]) in mine else "") + ".", ""]
+        poisoned = [mine.get(("badrec", *tp)) for tp in order]
+        benign = next((mine[("benign", *tp)] for tp in order if ("benign", *tp) in mine), None)
+        lines += ["", f"Poisoned model's {HEADS[utility]}: " + ", ".join(
+            f"{t}-{p} {_rate(c, utility)}" for (t, p), c in zip(order, poisoned, strict=True) if c)
+            + (f"; benign {_rate(benign, utility)}" if benign is not None else "") + ".", ""]
         lines += _tallies(mine, order)
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

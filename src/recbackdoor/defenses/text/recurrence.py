@@ -154,6 +154,8 @@ def removal_check(high_titles: Sequence[str], score: Callable[[list[str]], Seque
     of them down to the quantile or below; ``score`` is the scanner's."""
 
     def confirm(span: RecurringSpan, cutoff: float) -> bool:
+        # every high carrier, those a stronger span already explained included: the question is whether this span
+        # is what lifts them, not how many it has left to itself
         titles = [t for t in high_titles if span.span in spans_of(t)]
         if not titles:
             return False
@@ -209,7 +211,7 @@ def catalogue_flagger(scanner, titles: Sequence[str]) -> FlagsWithRecurrence:
     index = SpanIndex()
     for title, score in zip(distinct, np.asarray(scores, dtype=np.float64).tolist(), strict=True):
         index.add(title, score)
-    high = [t for t, v in zip(distinct, np.asarray(scores, dtype=np.float64).tolist(), strict=True)
-            if v > index.quantile_of(RECURRENCE_SETTINGS["quantile"])]
+    cutoff = index.quantile_of(RECURRENCE_SETTINGS["quantile"])
+    high = [t for t, v in zip(distinct, np.asarray(scores, dtype=np.float64).tolist(), strict=True) if v > cutoff]
     check = removal_check(high, scanner.score, RECURRENCE_SETTINGS["confirm_share"])
     return FlagsWithRecurrence(flags, index.recurring(**SEARCH_SETTINGS, confirm=check))

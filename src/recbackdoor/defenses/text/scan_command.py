@@ -125,10 +125,25 @@ def recurring_spans(scanner: PoisonScanner, input_path: Path, column: str, batch
     high: dict[str, None] = {}  # the distinct titles above the quantile: the removal check's material
     with open_catalogue(input_path, column) as catalogue:
         for batch in catalogue.batches(batch_size):
-            above = row_scores[batch.first_row - 1:][:len(batch.titles)] > cutoff
+            above = _first_pass_rows(row_scores, batch, input_path) > cutoff
             high.update((t, None) for t, h in zip(batch.titles, above, strict=True) if h)
     check = removal_check(list(high), scanner.score, RECURRENCE_SETTINGS["confirm_share"])
     return row_scores, index.recurring(**SEARCH_SETTINGS, confirm=check)
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time: the passes of ``--recurrence`` must all read the same file."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _first_pass_rows(row_scores: np.ndarray, batch, input_path: Path) -> np.ndarray:
+    """The first pass's scores of ``batch``'s rows; a batch past the first pass's rows means the file changed."""
+    given = row_scores[batch.first_row - 1:][:len(batch.titles)]
+    if len(given) != len(batch.titles):
+        raise UserError(f"{locate(input_path, batch.first_row)}: the file changed during the scan (more rows than "
+                        "in the first pass); scan a copy that nothing writes to")
+    return given
 
 
 def scan_file(scanner: PoisonScanner, input_path: str | Path, column: str, output_path: str | Path,
@@ -149,6 +164,7 @@ def scan_file(scanner: PoisonScanner, input_path: str | Path, column: str, outpu
     if recurrence:
         with open_catalogue(input_path, column, added):
             pass  # an input that already has a recurring_span column fails before the long first pass
+        stamp = _file_stamp(input_path)
         row_scores, found = recurring_spans(scanner, input_path, column, batch_size, progress)
     rows = flagged = carrying = 0
     with (open_catalogue(input_path, column, added) as catalogue,
@@ -157,9 +173,7 @@ def scan_file(scanner: PoisonScanner, input_path: str | Path, column: str, outpu
           _progress(catalogue.total_rows, progress, "writing" if recurrence else None) as bar):
         for batch in catalogue.batches(batch_size):
             where = locate(input_path, batch.first_row)
-            given = None if row_scores is None else row_scores[batch.first_row - 1:][:len(batch.titles)]
-            if given is not None and len(given) != len(batch.titles):
-                raise UserError(f"{where}: the file changed during the scan (more rows than in the first pass)")
+            given = None if row_scores is None else _first_pass_rows(row_scores, batch, input_path)
             verdicts = judge(scanner, batch.titles, where, given)
             if recurrence:
                 spans = [first_recurring(title, found) for title in batch.titles]
@@ -169,9 +183,10 @@ def scan_file(scanner: PoisonScanner, input_path: str | Path, column: str, outpu
             rows += len(batch.titles)
             flagged += int(verdicts.flagged.sum())
             bar.update(len(batch.titles))
-    if row_scores is not None and rows != len(row_scores):
-        raise UserError(f"{input_path}: the file changed during the scan ({len(row_scores):,} rows in the first "
-                        f"pass, {rows:,} in the second)")
+        # inside the ``with``: a failure here still discards the output instead of renaming it into place
+        if row_scores is not None and (rows != len(row_scores) or _file_stamp(input_path) != stamp):
+            raise UserError(f"{input_path}: the file changed during the scan ({len(row_scores):,} rows in the first "
+                            f"pass, {rows:,} in the last); scan a copy that nothing writes to")
     return ScanSummary(rows, flagged, time.perf_counter() - start, tuple(found), carrying)
 
 
