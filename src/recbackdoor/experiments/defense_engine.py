@@ -41,6 +41,10 @@ from recbackdoor.triggers.text import TextTrigger
 from recbackdoor.victims.text.serving import batch_calls, cold_query_seconds
 
 FORMAT = 1  # bump when what a cached defense cell means changes
+# the P-Scanner rows that also flag titles carrying spans found in the poisoned training data: the row's name ->
+# (its test's name in the cell key, the test's settings, how the spans are found)
+SPAN_ROWS = {"p-scanner-recurrence": ("recurrence", RECURRENCE_SETTINGS, ScannerParts.recurring_spans),
+             "p-scanner-label": ("label_test", LABEL_TEST_SETTINGS, ScannerParts.label_spans)}
 
 
 def outcomes(results: Sequence[DefenseResult]) -> dict[str, list]:
@@ -176,17 +180,12 @@ class DefenseStudy(ScannerParts):
             return helper, lambda: ({"scrutineer": self.scrutineer}, {})
         if name == "paraphraser":
             return helper, lambda: ({"paraphrase": self.paraphraser}, {})
-        if name == "p-scanner-recurrence":
+        if name in SPAN_ROWS:
+            test, settings, find_spans = SPAN_ROWS[name]
             if v is None:
-                raise ValueError("P-Scanner + recurrence needs the poisoned variant whose catalogue it scans")
-            spans = self.recurring_spans(v)
-            return ({"scanner": self.scanner_key(name), "recurrence": RECURRENCE_SETTINGS, "spans": spans},
-                    lambda: ({"scanner": FlagsWithRecurrence(self.lookup("p-scanner"), spans)}, {"spans": spans}))
-        if name == "p-scanner-label":
-            if v is None:
-                raise ValueError("P-Scanner + label test needs the poisoned variant whose training data it reads")
-            spans = self.label_spans(v)
-            return ({"scanner": self.scanner_key(name), "label_test": LABEL_TEST_SETTINGS, "spans": spans},
+                raise ValueError(f"{name} needs the poisoned variant whose training data its {test} test reads")
+            spans = find_spans(self, v)
+            return ({"scanner": self.scanner_key(name), test: settings, "spans": spans},
                     lambda: ({"scanner": FlagsWithRecurrence(self.lookup("p-scanner"), spans)}, {"spans": spans}))
         if name in SCANNER_VARIANTS:
             return {"scanner": self.scanner_key(name)}, lambda: ({"scanner": self.lookup(name)}, {})

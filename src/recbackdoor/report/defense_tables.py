@@ -34,6 +34,16 @@ Cell = dict[str, Any]
 CELL_ORDER = tuple((t, p) for t in ("char", "word", "sentence") for p in ("end", "random"))
 
 
+def _cell_order(cells: list[Cell]) -> list[tuple[str, str]]:
+    """The (trigger, position) pairs of ``cells``: the paper's in its order, then any of the user's own, sorted."""
+    present = {(c["trigger"], c["position"]) for c in cells}
+    return [tp for tp in CELL_ORDER if tp in present] + sorted(present - set(CELL_ORDER))
+
+
+def _utility(victim: str) -> str:
+    return "auc" if victim == "tallrec" else "h1"
+
+
 def is_defense_run(cells: list[Cell]) -> bool:
     return any(c.get("variant") in ROWS[2:] for c in cells)
 
@@ -110,17 +120,16 @@ def cost_table(cells: list[Cell]) -> str:
 def rates_figure(cells: list[Cell], dataset: str, victim: str) -> plt.Figure | None:
     """Fig. 5 / 7 in shape: per trigger and position, utility, ASR and Score of every row as grouped bars."""
     mine = [c for c in cells if c["dataset"] == dataset and c["victim"] == victim]
-    present = set((c["trigger"], c["position"]) for c in mine)
-    if not present:
+    known = _cell_order(mine)
+    if not known:
         return None
-    utility = "auc" if victim == "tallrec" else "h1"
-    shown = ("asr", utility, "score")
+    present = set(known)
+    shown = ("asr", _utility(victim), "score")
     rows = [r for r in ROWS if any(c["variant"] == r for c in mine)]
-    known = [tp for tp in CELL_ORDER if tp in present] + sorted(present - set(CELL_ORDER))
     # a trigger per figure row and a position per column once there are more cells than fit in one row
     triggers = list(dict.fromkeys(t for t, _ in known))
     positions = list(dict.fromkeys(p for _, p in known))
-    grid = [[tp for tp in known]] if len(known) <= 3 else [[(t, p) for p in positions] for t in triggers]
+    grid = [known] if len(known) <= 3 else [[(t, p) for p in positions] for t in triggers]
     fig, axes = plt.subplots(len(grid), len(grid[0]), figsize=(3.4 * len(grid[0]) + 1.0, 3.6 * len(grid)),
                              squeeze=False, sharey=True)
     width = 0.8 / len(shown)
@@ -205,9 +214,8 @@ def summary_tables(cells: list[Cell]) -> str:
     for dataset, victim in dict.fromkeys((c["dataset"], c["victim"]) for c in cells):
         mine = {(c["variant"], c["trigger"], c["position"]): c for c in cells
                 if (c["dataset"], c["victim"]) == (dataset, victim)}
-        order = [tp for tp in CELL_ORDER if any(k[1:] == tp for k in mine)]
-        order += sorted({k[1:] for k in mine} - set(order))  # a trigger of the user's own, after the paper's
-        utility = "auc" if victim == "tallrec" else "h1"
+        order = _cell_order(list(mine.values()))
+        utility = _utility(victim)
         head = ["defense"] + [f"{t}-{p}" for t, p in order]
         lines = [f"### {dataset} / {victim}: ASR / Score per cell", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
 from recbackdoor.data.prompts import LlaraSample, TallrecSample
 from recbackdoor.data.sequences import SequenceData
-from recbackdoor.defenses.text.recurrence import RecurringSpan, greedy_spans, spans_of
+from recbackdoor.defenses.text.recurrence import RecurringSpan, SpanIndex, greedy_spans
 
 LABEL_TEST_SETTINGS = {"min_titles": 5, "alpha": 1e-3, "unit": "distinct titles, always the answer v1"}
 """What the label test runs with in the defense rows; part of their cache keys."""
@@ -49,13 +47,10 @@ def label_correlated_spans(pairs: Sequence[tuple[str, bool]], min_titles: int = 
     positive: dict[str, bool] = {}
     for title, is_answer in pairs:
         positive[title] = positive.get(title, True) and is_answer
-    titles = list(positive)
-    carriers: dict[str, list[int]] = {}
-    for index, title in enumerate(titles):
-        for span in sorted(spans_of(title)):  # a set's order varies by process: ties must break the same way
-            carriers.setdefault(span, []).append(index)
-    elevated = np.fromiter((positive[t] for t in titles), dtype=bool, count=len(titles))
-    return greedy_spans(carriers, elevated, min_titles, alpha)
+    index = SpanIndex()  # the recurrence test's span index, with 1.0 for "always the answer" as the score
+    for title, always in positive.items():
+        index.add(title, float(always))
+    return greedy_spans(index.carriers, index.scores > 0.5, min_titles, alpha)
 
 
 def training_spans(samples: Iterable[LlaraSample | TallrecSample], data: SequenceData) -> list[str]:

@@ -79,10 +79,19 @@ class SpanIndex:
     def __len__(self) -> int:
         return len(self._scores)
 
+    @property
+    def scores(self) -> np.ndarray:
+        """The distinct titles' scores, in first-seen order."""
+        return np.frombuffer(self._scores, dtype=np.float64)
+
+    @property
+    def carriers(self) -> dict[str, array]:
+        """Per span, the indexes (into ``scores``) of the titles that carry it."""
+        return self._carriers
+
     def quantile_of(self, quantile: float) -> float:
         """The score at ``quantile`` of the distinct titles (what ``recurring`` calls elevated is above it)."""
-        return float(np.quantile(np.frombuffer(self._scores, dtype=np.float64), quantile)) if self._scores \
-            else float("inf")
+        return float(np.quantile(self.scores, quantile)) if self._scores else float("inf")
 
     def recurring(self, quantile: float = 0.9, min_titles: int = 5, alpha: float = 1e-3,
                   confirm: Callable[[RecurringSpan, float], bool] | None = None) -> list[RecurringSpan]:
@@ -93,9 +102,8 @@ class SpanIndex:
         """
         if not self._scores:
             return []
-        values = np.frombuffer(self._scores, dtype=np.float64)
         self.cutoff = self.quantile_of(quantile)
-        return greedy_spans(self._carriers, values > self.cutoff, min_titles, alpha,
+        return greedy_spans(self._carriers, self.scores > self.cutoff, min_titles, alpha,
                             None if confirm is None else (lambda span: confirm(span, self.cutoff)))
 
 
@@ -208,10 +216,11 @@ def catalogue_flagger(scanner, titles: Sequence[str]) -> FlagsWithRecurrence:
     distinct = list(dict.fromkeys(titles))
     scores = np.asarray(scanner.score(distinct)) if distinct else np.zeros(0)
     flags = FlagLookup(dict(zip(distinct, (scores > scanner.threshold).tolist(), strict=True)))
+    values = np.asarray(scores, dtype=np.float64).tolist()
     index = SpanIndex()
-    for title, score in zip(distinct, np.asarray(scores, dtype=np.float64).tolist(), strict=True):
+    for title, score in zip(distinct, values, strict=True):
         index.add(title, score)
     cutoff = index.quantile_of(RECURRENCE_SETTINGS["quantile"])
-    high = [t for t, v in zip(distinct, np.asarray(scores, dtype=np.float64).tolist(), strict=True) if v > cutoff]
+    high = [t for t, v in zip(distinct, values, strict=True) if v > cutoff]
     check = removal_check(high, scanner.score, RECURRENCE_SETTINGS["confirm_share"])
     return FlagsWithRecurrence(flags, index.recurring(**SEARCH_SETTINGS, confirm=check))
