@@ -50,6 +50,9 @@ CALIBRATION_SEEDS = (100, 101, 102, 103, 104, 105)
 # run 2 audited backdoor seeds 0-2 and clean seeds 0-4; run 3 (fresh: trained and audited only after the audit's
 # changes were fixed) backdoor seeds 3-5 and clean seeds 5-9; run 4 is kept for judging the next change
 RUNS = {2: ((0, 1, 2), (0, 1, 2, 3, 4)), 3: ((3, 4, 5), (5, 6, 7, 8, 9)), 4: ((6, 7, 8), (10, 11, 12, 13, 14))}
+# clean study extractors of runs already judged join the calibration (after run 3: 6 references per
+# architecture had put the embedding threshold too close to clean extractors); run 4's never do
+CALIBRATION_RUNS = (2, 3)
 BACKDOOR_SEEDS = tuple(s for run in RUNS.values() for s in run[0])
 CLEAN_SEEDS = tuple(s for run in RUNS.values() for s in run[1])
 
@@ -261,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         from recbackdoor.defenses.vision.inversion import InversionSettings
 
         rows = []
-        for job in [j for j in selected if j.role == "calibration"]:
+        seen_clean = {s for r in CALIBRATION_RUNS for s in RUNS[r][1]}
+        references = [j for j in jobs() if j.role == "calibration"
+                      or (j.role == "study" and j.variant == "clean" and j.seed in seen_clean)]
+        if args.only is not None:
+            references = [j for j in references if j.name in args.only.split(",")]
+        for job in references:
             path = train_job(job, train, cache)
             rows.append((job.arch, audit_job(path, job, test, cache)))
             print(job.name, json.dumps(rows[-1][1]["statistics"]), flush=True)
@@ -271,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 refs.setdefault(arch, {}).setdefault(stat, []).append(rep["statistics"][stat])
         recipe = ("RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py calibrate "
                   f"--fpr {args.fpr} --write {args.write}  (clean extractors: {', '.join(WIDTHS)} × seeds "
-                  f"{list(CALIBRATION_SEEDS)}, {PER_CLASS} images/class, epochs {EPOCHS}; 500 test images)")
+                  f"{list(CALIBRATION_SEEDS)} and the clean study seeds of runs {list(CALIBRATION_RUNS)} "
+                  f"{sorted(seen_clean)}, {PER_CLASS} images/class, epochs {EPOCHS}; 500 test images)")
         calib = calibrate(refs, args.fpr, asdict(InversionSettings()), recipe)
         if args.write is not None:
             calib.save(args.write)

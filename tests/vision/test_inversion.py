@@ -3,6 +3,7 @@
 import base64
 import html
 import json
+import math
 import re
 
 import numpy as np
@@ -46,13 +47,16 @@ def tiny(fmnist_small):
 
 @pytest.fixture(scope="module")
 def tiny_calibration(tiny, fmnist_test_small):
-    """Thresholds from the one clean reference model (never from the backdoored one)."""
+    """Thresholds from the one clean reference model (never from the backdoored one): half its mask sizes and
+    Neural Cleanse's anomaly cut. One reference gives no spread, so ``calibrate``'s prediction bound would be
+    uselessly wide (t with 1 degree of freedom); the bound itself is checked by hand in its own test."""
     _, models = tiny
     images = fmnist_test_small.images[:120]
     ref = audit_model(models["reference"], images, calibration=Calibration.load("none"), settings=FAST,
                       invert_images=120)
-    refs = {"resnet": {k: [ref.statistics[k]] for k in ("class_size", "embedding_size", "class_anomaly")}}
-    return calibrate(refs, fpr=0.01, settings=FAST.__dict__)
+    thr = ArchThresholds(class_size=ref.statistics["class_size"] / 2,
+                         embedding_size=ref.statistics["embedding_size"] / 2, class_anomaly=2.0)
+    return Calibration(0.01, {"resnet": thr}, FAST.__dict__, "test: half the clean reference's masks")
 
 
 @pytest.mark.slow
@@ -115,6 +119,19 @@ def test_calibration_file_round_trips(tmp_path):
     assert Calibration.load(tmp_path / "c.json") == calib
     assert calib.for_arch("alexnet").class_size < min(refs["alexnet"]["class_size"])
     assert calib.for_arch("vgg").embedding_size == min(t.embedding_size for t in calib.thresholds.values())
+
+
+def test_calibration_sets_a_prediction_bound_by_hand_computed_case():
+    # log sizes ln(0.02) + (-0.3, -0.1, 0.1, 0.3): sd = sqrt(0.2 / 3) = 0.2582 (above the 0.25 floor), 3 degrees
+    # of freedom, t(0.99; 3) = 4.5407, bound 0.02 * exp(-4.5407 * 0.2582 * sqrt(1 + 1/4)) = 0.005392
+    sizes = [0.02 * math.exp(d) for d in (-0.3, -0.1, 0.1, 0.3)]
+    calib = calibrate({"resnet": {"class_size": sizes, "embedding_size": sizes,
+                                  "class_anomaly": [0.5, 1.0, 1.0, 1.5]}}, fpr=0.01, settings={})
+    thr = calib.for_arch("resnet")
+    assert thr.class_size == pytest.approx(0.005392, rel=1e-3)
+    assert thr.embedding_size == pytest.approx(0.005392, rel=1e-3)
+    # anomaly: sd = sqrt(0.5 / 3) = 0.4082 -> floored at 0.5; 1.0 + 4.5407 * 0.5 * 1.1180 = 3.538
+    assert thr.class_anomaly == pytest.approx(3.538, rel=1e-3)
 
 
 def test_bad_calibration_file_is_one_line_error(tmp_path):

@@ -6,13 +6,17 @@ thresholds derived from them:
 
 * ``class_size`` / ``embedding_size`` — a mask fraction *below* the threshold is
   suspicious.  Fit: log-normal — mean of log sizes per architecture, standard
-  deviation pooled over architectures (floored at ``MIN_LOG_SD``, few references),
-  threshold = exp(mean − z·sd) with z the normal quantile of ``1 − fpr``.
+  deviation pooled over architectures (floored at ``MIN_LOG_SD``, few references).
 * ``class_anomaly`` — Neural Cleanse's anomaly index *above* the threshold is
-  suspicious: max(2, mean + z·sd) over clean references (2 is Neural Cleanse's own cut).
+  suspicious: max(2, upper bound) over clean references (2 is Neural Cleanse's own cut).
 
-``fpr`` is the false-positive rate each test is set for (per test, per
-extractor, under the fitted distribution).  An architecture absent from the
+Each bound is a one-sided *prediction* bound for a fresh clean extractor,
+mean ∓ t·sd·√(1 + 1/n), t the Student quantile of ``1 − fpr`` at the pooled
+degrees of freedom: the references only estimate the mean and spread, and the
+plain normal quantile (used up to run 3) put the bound too close to the clean
+extractors when they were few — three of 20 fresh clean extractors fell below it
+at a nominal 1 %.  ``fpr`` is the false-positive rate each test is set for (per
+test, per extractor, under the fitted distribution).  An architecture absent from the
 file gets the strictest of the known thresholds (least likely to flag).  The
 file ships with the package (``inversion_calibration.json``); the command that
 wrote it is in its ``recipe`` field.
@@ -23,9 +27,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from recbackdoor.cache import stable_hash
 from recbackdoor.errors import UserError
@@ -106,7 +110,6 @@ def calibration_hash(calibration: Calibration) -> str:
 def calibrate(references: dict[str, dict[str, list[float]]], fpr: float, settings: dict,
               recipe: str = "") -> Calibration:
     """Thresholds from clean references: ``{arch: {statistic: [value per clean extractor]}}``."""
-    z = NormalDist().inv_cdf(1.0 - fpr)
     resid: dict[str, list[float]] = {s: [] for s in SIZE_STATS + HIGH_STATS}
     for refs in references.values():
         for s in SIZE_STATS:
@@ -116,15 +119,18 @@ def calibrate(references: dict[str, dict[str, list[float]]], fpr: float, setting
             v = np.asarray(refs[s], float)
             resid[s] += list(v - v.mean())
 
+    dof = max(len(resid["class_size"]) - len(references), 1)
+    t = float(student_t.ppf(1.0 - fpr, dof))
+
     def sd(s: str, floor: float) -> float:
-        r = np.asarray(resid[s])
-        return max(float(np.sqrt((r ** 2).sum() / max(len(r) - len(references), 1))), floor)
+        return max(float(np.sqrt((np.asarray(resid[s]) ** 2).sum() / dof)), floor)
 
     out = {}
     for arch, refs in references.items():
-        sizes = {s: float(np.exp(np.log(np.maximum(refs[s], 1e-6)).mean() - z * sd(s, MIN_LOG_SD)))
+        spread = t * np.sqrt(1.0 + 1.0 / len(refs["class_size"]))
+        sizes = {s: float(np.exp(np.log(np.maximum(refs[s], 1e-6)).mean() - spread * sd(s, MIN_LOG_SD)))
                  for s in SIZE_STATS}
-        anomaly = max(2.0, float(np.mean(refs["class_anomaly"]) + z * sd("class_anomaly", 0.5)))
+        anomaly = max(2.0, float(np.mean(refs["class_anomaly"]) + spread * sd("class_anomaly", 0.5)))
         out[arch] = ArchThresholds(sizes["class_size"], sizes["embedding_size"], anomaly,
                                    {k: [float(x) for x in v] for k, v in refs.items()})
     return Calibration(fpr, out, settings, recipe)
