@@ -89,7 +89,8 @@ def _help(*argv: str) -> str:
     return sub.choices[argv[0]].format_help()
 
 
-@pytest.mark.parametrize("command", ["run", "report", "scan", "audit-extractor", "train-scanner", "eval-scanner"])
+@pytest.mark.parametrize("command", ["run", "report", "scan", "audit-extractor", "train-scanner", "eval-scanner",
+                                     "calibrate-scanner", "tables"])
 def test_every_subcommand_documents_its_exit_codes(command):
     text = _help(command)
     codes = text[text.index("exit codes"):]  # ValueError when the section is missing
