@@ -48,8 +48,9 @@ PER_CLASS, BATCH, LR, RATE = 400, 64, 1e-3, 0.1
 EPOCHS = {"alexnet": 18, "resnet": 6}
 CALIBRATION_SEEDS = (100, 101, 102, 103, 104, 105)
 # run 2 audited backdoor seeds 0-2 and clean seeds 0-4; run 3 (fresh: trained and audited only after the audit's
-# changes were fixed) backdoor seeds 3-5 and clean seeds 5-9; run 4 is kept for judging the next change
-RUNS = {2: ((0, 1, 2), (0, 1, 2, 3, 4)), 3: ((3, 4, 5), (5, 6, 7, 8, 9)), 4: ((6, 7, 8), (10, 11, 12, 13, 14))}
+# changes were fixed) backdoor seeds 3-5 and clean seeds 5-9; run 4 judged calibration v3; run 5 the next change
+RUNS = {2: ((0, 1, 2), (0, 1, 2, 3, 4)), 3: ((3, 4, 5), (5, 6, 7, 8, 9)), 4: ((6, 7, 8), (10, 11, 12, 13, 14)),
+        5: ((9, 10, 11), (15, 16, 17, 18, 19))}
 # clean study extractors of runs already judged join the calibration (after run 3: 6 references per
 # architecture had put the embedding threshold too close to clean extractors); run 4's never do
 CALIBRATION_RUNS = (2, 3)
