@@ -52,8 +52,8 @@ CALIBRATION_SEEDS = (100, 101, 102, 103, 104, 105)
 RUNS = {2: ((0, 1, 2), (0, 1, 2, 3, 4)), 3: ((3, 4, 5), (5, 6, 7, 8, 9)), 4: ((6, 7, 8), (10, 11, 12, 13, 14)),
         5: ((9, 10, 11), (15, 16, 17, 18, 19))}
 # clean study extractors of runs already judged join the calibration (after run 3: 6 references per
-# architecture had put the embedding threshold too close to clean extractors); run 4's never do
-CALIBRATION_RUNS = (2, 3)
+# architecture had put the embedding threshold too close to clean extractors; v4 adds run 4's); run 5's never do
+CALIBRATION_RUNS = (2, 3, 4)
 BACKDOOR_SEEDS = tuple(s for run in RUNS.values() for s in run[0])
 CLEAN_SEEDS = tuple(s for run in RUNS.values() for s in run[1])
 
@@ -178,7 +178,7 @@ def audit_job(path: Path, job: Job, test: fm.ImageSet, cache: StageCache) -> dic
 def judge(report: dict, thresholds: ArchThresholds) -> tuple[str, list[str]]:
     """The audit's verdict under a calibration, by the audit's own rule (``ArchThresholds.deciding_inversions``)."""
     decided = [d for d in report["decided_by"] if d == "stamp search"]
-    decided += thresholds.deciding_inversions(report["statistics"])
+    decided += thresholds.deciding_inversions(report["statistics"], report.get("class_sizes"))
     return ("FLAGGED" if decided else "PASS"), decided
 
 
@@ -205,20 +205,21 @@ def near(recovered: np.ndarray, truth: np.ndarray, slack: int = 2) -> bool:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one row per extractor, then detection rates per group."""
-    lines = ["| extractor | trigger (→ target) | BA | ASR | verdict | decided by | class mask | anomaly | "
+    lines = ["| extractor | trigger (→ target) | BA | ASR | verdict | decided by | class mask | class z | anomaly | "
              "embedding mask | IoU (≥0.3 / top-k) | near | audit s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         st = r["statistics"]
         cls = "—" if st.get("class_size") is None else f"{st['class_size']:.2%} (→{st['class_target']})"
         anom = "—" if st.get("class_anomaly") is None else f"{st['class_anomaly']:.2f}"
+        cz = f"{r['class_z']['z']:.1f} (→{r['class_z']['class']})" if "class_z" in r else "—"
         trig = f"{r['trigger']} (→{r['target']})" if "trigger" in r else "none"
         asr = f"{r['asr']:.3f}" if "asr" in r else "—"
         io = f"{r['iou']:.2f} / {r['iou_top']:.2f}" if "iou" in r else "—"
         near_ = ("yes" if r["near"] else "no") if "near" in r else "—"
         lines.append(f"| {r['name']} | {trig} | {r['ba']:.3f} | {asr} | {r['verdict']} | "
-                     f"{', '.join(r['decided_by']) or '—'} | {cls} | {anom} | {st['embedding_size']:.2%} | {io} | "
-                     f"{near_} | {r['seconds']:.0f} |")
+                     f"{', '.join(r['decided_by']) or '—'} | {cls} | {cz} | {anom} | {st['embedding_size']:.2%} | "
+                     f"{io} | {near_} | {r['seconds']:.0f} |")
     lines.append("")
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -274,14 +275,18 @@ def main(argv: list[str] | None = None) -> int:
             path = train_job(job, train, cache)
             rows.append((job.arch, audit_job(path, job, test, cache)))
             print(job.name, json.dumps(rows[-1][1]["statistics"]), flush=True)
-        refs: dict[str, dict[str, list[float]]] = {}
+        refs: dict[str, dict[str, list]] = {}
         for arch, rep in rows:
             for stat in ("class_size", "embedding_size", "class_anomaly"):
                 refs.setdefault(arch, {}).setdefault(stat, []).append(rep["statistics"][stat])
+            if rep.get("class_sizes"):  # audits from before session 25 did not keep every class's mask
+                refs[arch].setdefault("class_sizes", []).append(rep["class_sizes"])
         recipe = ("RECBACKDOOR_DATA=/work/shared/data python benchmarks/vision_trigger_inversion.py calibrate "
                   f"--fpr {args.fpr} --write {args.write}  (clean extractors: {', '.join(WIDTHS)} × seeds "
                   f"{list(CALIBRATION_SEEDS)} and the clean study seeds of runs {list(CALIBRATION_RUNS)} "
-                  f"{sorted(seen_clean)}, {PER_CLASS} images/class, epochs {EPOCHS}; 500 test images)")
+                  f"{sorted(seen_clean)}, {PER_CLASS} images/class, epochs {EPOCHS}; 500 test images; per-class "
+                  f"test from the {len(refs.get('resnet', {}).get('class_sizes', []))} per architecture whose audits "
+                  "kept every class's mask)")
         calib = calibrate(refs, args.fpr, asdict(InversionSettings()), recipe)
         if args.write is not None:
             calib.save(args.write)
@@ -297,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict, decided = judge(rep, calibration.for_arch(job.arch))
         row = {"name": job.name, "role": job.role, "arch": job.arch, "variant": job.variant, **m,
                "verdict": verdict, "decided_by": decided, "seconds": rep["seconds"],
-               "statistics": rep["statistics"]}
+               "statistics": rep["statistics"], "class_sizes": rep.get("class_sizes")}
+        z = calibration.for_arch(job.arch).class_z_scores(rep.get("class_sizes"))
+        if z:
+            row["class_z"] = {"z": min(z.values()), "class": min(z, key=z.get)}
         if job.variant != "clean":
             truth = np.load(path / "trigger.npz")["mask"]
             rec = np.asarray(rep["recovered_mask"])

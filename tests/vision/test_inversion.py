@@ -134,6 +134,39 @@ def test_calibration_sets_a_prediction_bound_by_hand_computed_case():
     assert thr.class_anomaly == pytest.approx(3.538, rel=1e-3)
 
 
+def test_per_class_test_by_hand_computed_case(tmp_path):
+    # class 0: log sizes ln 0.02 + (-0.1, 0, 0.1); class 2: ln 0.05 + (0.1, 0, -0.1): residual sum of squares
+    # 0.04 over 6 - 2 = 4 degrees of freedom, sd 0.1; bound t(1 - 0.01 / 2; 4) = 4.6041 times sqrt(1 + 1/3)
+    # = 5.316
+    e = math.exp
+    per_class = [{"0": 0.02 * e(-0.1), "2": 0.05 * e(0.1)}, {"0": 0.02, "2": 0.05},
+                 {"0": 0.02 * e(0.1), "2": 0.05 * e(-0.1)}]
+    refs = {"resnet": {"class_size": [0.02, 0.02, 0.02], "embedding_size": [0.02, 0.02, 0.02],
+                       "class_anomaly": [1.0, 1.0, 1.0], "class_sizes": per_class}}
+    calib = calibrate(refs, fpr=0.01, settings={})
+    thr = calib.for_arch("resnet")
+    assert thr.class_log_sd == pytest.approx(0.1) and thr.class_z == pytest.approx(-5.316, rel=1e-3)
+    stats = {"class_size": 0.001, "class_anomaly": 1.0, "embedding_size": 0.5}  # tiny smallest mask ...
+    # ... but judged class by class: class 0 at z = -5 passes, class 2 at z = -6 flags
+    assert thr.class_z_scores({"0": 0.02 * e(-0.5), "2": 0.05})["0"] == pytest.approx(-5.0)
+    assert thr.flags(stats, {"0": 0.02 * e(-0.5), "2": 0.05}) == {
+        "class_size": False, "class_z": False, "class_anomaly": False, "embedding_size": False}
+    assert thr.deciding_inversions(stats, {"0": 0.02, "2": 0.05 * e(-0.6), "9": 1e-4}) == ["class inversion"]
+    # without per-class references the smallest-mask test decides, as before
+    assert calibrate({"resnet": {k: v for k, v in refs["resnet"].items() if k != "class_sizes"}}, 0.01, {}
+                     ).for_arch("resnet").flags(stats)["class_size"]
+    calib.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calib
+
+
+def test_calibrations_without_per_class_fields_hash_as_before():
+    """Cached study audits are keyed by the uncalibrated ("none") calibration's hash: adding the per-class fields
+    to the thresholds must not change it, or every cached audit (hours of CPU) would be recomputed."""
+    from recbackdoor.defenses.vision.calibration import calibration_hash
+
+    assert calibration_hash(Calibration.load("none")) == "f2748cff140d7123"  # its value before the fields existed
+
+
 def test_bad_calibration_file_is_one_line_error(tmp_path):
     path = tmp_path / "c.json"
     path.write_text("{not json")
@@ -155,16 +188,16 @@ def test_audit_runs_the_search_its_thresholds_were_calibrated_with():
 def test_thresholds_flag_by_hand_computed_cases():
     thr = ArchThresholds(class_size=0.01, embedding_size=0.02, class_anomaly=2.0)
     assert thr.flags({"class_size": 0.01, "class_anomaly": 1.9, "embedding_size": 0.03}) == {
-        "class_size": True, "class_anomaly": False, "embedding_size": False}
+        "class_size": True, "class_z": False, "class_anomaly": False, "embedding_size": False}
     assert thr.flags({"class_size": 0.011, "class_anomaly": 2.0, "embedding_size": 0.02}) == {
-        "class_size": False, "class_anomaly": True, "embedding_size": True}
+        "class_size": False, "class_z": False, "class_anomaly": True, "embedding_size": True}
     assert thr.deciding_inversions({"class_size": 0.01, "class_anomaly": 1.9, "embedding_size": 0.03}) == [
         "class inversion"]
     assert thr.deciding_inversions({"class_size": 0.011, "class_anomaly": 2.0, "embedding_size": 0.02}) == [
         "class inversion", "embedding inversion"]
     # no head: the class statistics are absent and never flag
     assert thr.flags({"class_size": None, "class_anomaly": None, "embedding_size": 0.5}) == {
-        "class_size": False, "class_anomaly": False, "embedding_size": False}
+        "class_size": False, "class_z": False, "class_anomaly": False, "embedding_size": False}
 
 
 def test_anomaly_index_singles_out_the_small_mask():

@@ -227,10 +227,21 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
         sus = classes.triggers[classes.suspect]
         stats |= {"class_size": sus.size, "class_anomaly": classes.anomaly[classes.suspect],
                   "class_target": sus.target, "class_success": sus.success}
-    flags, flagging = thr.flags(stats), thr.deciding_inversions(stats)
+    class_sizes = {} if classes is None else {str(t.target): t.size for t in classes.triggers}
+    z = thr.class_z_scores(class_sizes)
+    if z:
+        lowest = min(z, key=z.get)
+        stats |= {"class_z": z[lowest], "class_z_target": int(lowest)}
+    flags, flagging = thr.flags(stats, class_sizes), thr.deciding_inversions(stats, class_sizes)
     if classes is not None:
-        pictures.append((f"class inversion → class {sus.target}", sus.mask, sus.pattern))
+        # the trigger to show: the per-class outlier when that test flags, else the smallest mask
+        shown = next(t for t in classes.triggers if str(t.target) == lowest) if flags["class_z"] else sus
+        pictures.append((f"class inversion → class {shown.target}", shown.mask, shown.pattern))
         why = []
+        if flags["class_z"]:
+            why.append(f"class {shown.target} needs a mask of {shown.size:.1%} of the image, {-z[lowest]:.1f} "
+                       f"standard deviations below what clean {arch or 'reference'} extractors need for that class "
+                       f"(flag at {-thr.class_z:.1f})")
         if flags["class_size"]:
             why.append(f"a mask of {sus.size:.1%} of the image ({sus.size * h * w:.0f} px) sends {sus.success:.0%} "
                        f"of other images to class {sus.target}; clean {arch or 'reference'} extractors need "
@@ -241,7 +252,7 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
         if "class inversion" in flagging:
             decided.append("class inversion")
             reasons += [f"class inversion: {r}" for r in why]
-            chosen = (sus, "class inversion")
+            chosen = (shown, "class inversion")
     pictures.append(("embedding inversion (no labels)", emb_trig.mask, emb_trig.pattern))
     if "embedding inversion" in flagging:
         decided.append("embedding inversion")
@@ -256,10 +267,10 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
     recovered = _recovered_evidence(model, images, chosen[0], chosen[1], clean_emb, clean_pred, regions, center,
                                     seed)
     thresholds = {"class_size": thr.class_size, "class_anomaly": thr.class_anomaly,
-                  "embedding_size": thr.embedding_size}
+                  "embedding_size": thr.embedding_size, **({"class_z": thr.class_z} if thr.per_class else {})}
     return AuditReport("FLAGGED" if decided else "PASS", tuple(reasons), decided_by=tuple(decided),
                        statistics=stats, thresholds=thresholds, fpr=calibration.fpr, recovered=recovered,
-                       class_sizes={} if classes is None else {str(t.target): t.size for t in classes.triggers},
+                       class_sizes=class_sizes,
                        pictures=tuple(pictures), example=images[0], **common)
 
 

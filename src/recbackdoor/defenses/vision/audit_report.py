@@ -134,9 +134,13 @@ def format_report(path: Path, report: AuditReport) -> str:
     lines.append(f"  trigger inversion (thresholds from clean extractors, set for {report.fpr:.0%} false positives "
                  "per test):")
     if st.get("class_size") is not None:
+        size_rule = "" if "class_z" in th else f" (flag ≤ {_pct(th['class_size'])})"
         lines.append(f"    per class (Neural Cleanse): smallest mask {_pct(st['class_size'])} → class "
-                     f"{st['class_target']} (flag ≤ {_pct(th['class_size'])}); anomaly index "
+                     f"{st['class_target']}{size_rule}; anomaly index "
                      f"{st['class_anomaly']:.2f} (flag ≥ {th['class_anomaly']:.2f})")
+        if st.get("class_z") is not None and "class_z" in th:
+            lines.append(f"    each class against clean extractors' masks for that class: class "
+                         f"{st['class_z_target']} lowest at z = {st['class_z']:.1f} (flag ≤ {th['class_z']:.1f})")
     else:
         lines.append("    per class: skipped (no classifier head)")
     lines.append(f"    embedding only (DECREE): smallest collapsing mask {_pct(st['embedding_size'])} (flag ≤ "

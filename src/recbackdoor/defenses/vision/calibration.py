@@ -9,6 +9,10 @@ thresholds derived from them:
   deviation pooled over architectures (floored at ``MIN_LOG_SD``, few references).
 * ``class_anomaly`` — Neural Cleanse's anomaly index *above* the threshold is
   suspicious: max(2, upper bound) over clean references (2 is Neural Cleanse's own cut).
+* ``class_z`` (calibration v4, when the references kept every class's mask) — each
+  class's mask against clean extractors' masks *for the same class*; it replaces
+  ``class_size`` (the smallest mask over classes), which a backdoor whose target is
+  a naturally easy class hides behind (see ``_per_class``).
 
 Each bound is a one-sided *prediction* bound for a fresh clean extractor,
 mean ∓ t·sd·√(1 + 1/n), t the Student quantile of ``1 − fpr`` at the pooled
@@ -36,6 +40,7 @@ from recbackdoor.errors import UserError
 
 DEFAULT_PATH = Path(__file__).with_name("inversion_calibration.json")
 MIN_LOG_SD = 0.25
+MIN_CLASS_LOG_SD = 0.05
 SIZE_STATS = ("class_size", "embedding_size")
 HIGH_STATS = ("class_anomaly",)
 
@@ -46,25 +51,47 @@ class ArchThresholds:
     embedding_size: float
     class_anomaly: float
     references: dict[str, list[float]] = field(default_factory=dict)
+    # the per-class test (calibration v4): clean references' mean log mask size per class, their pooled standard
+    # deviation, and the z threshold; absent (older files, unknown architectures): the smallest-mask test instead
+    class_log_means: dict[str, float] = field(default_factory=dict)
+    class_log_sd: float = 0.0
+    class_z: float = 0.0
+    class_references: list[dict[str, float]] = field(default_factory=list)
 
-    def flags(self, statistics: dict) -> dict[str, bool]:
+    @property
+    def per_class(self) -> bool:
+        return bool(self.class_log_means) and self.class_log_sd > 0
+
+    def class_z_scores(self, class_sizes: dict[str, float] | None) -> dict[str, float]:
+        """How far each class's mask lies below what clean extractors need *for that class*, in pooled standard
+        deviations of log size: a backdoor target that is also a naturally easy class (small clean masks) no
+        longer hides behind the minimum over classes. Classes the references never searched are left out."""
+        if not self.per_class or not class_sizes:
+            return {}
+        return {c: (float(np.log(max(size, 1e-6))) - self.class_log_means[c]) / self.class_log_sd
+                for c, size in class_sizes.items() if c in self.class_log_means}
+
+    def flags(self, statistics: dict, class_sizes: dict[str, float] | None = None) -> dict[str, bool]:
         """Which inversion statistics cross their threshold: the audit's whole decision rule for the inversions,
         kept here so that a study can re-judge cached statistics under a new calibration without re-running them.
-        A statistic that is absent (no head: no class inversion) never flags."""
+        A statistic that is absent (no head: no class inversion) never flags. With per-class references the
+        smallest-mask test gives way to the per-class one (the same comparison made class by class)."""
 
         def below(name: str, thr: float) -> bool:
             return statistics.get(name) is not None and statistics[name] <= thr
 
-        return {"class_size": below("class_size", self.class_size),
+        z = self.class_z_scores(class_sizes)
+        return {"class_size": not self.per_class and below("class_size", self.class_size),
+                "class_z": bool(z) and min(z.values()) <= self.class_z,
                 "class_anomaly": statistics.get("class_anomaly") is not None
                 and statistics["class_anomaly"] >= self.class_anomaly,
                 "embedding_size": below("embedding_size", self.embedding_size)}
 
-    def deciding_inversions(self, statistics: dict) -> list[str]:
-        """The inversion tests that flag, by name as the report gives them: the class inversion flags on either
-        of its two statistics, the embedding inversion on its mask size."""
-        flags = self.flags(statistics)
-        return ((["class inversion"] if flags["class_size"] or flags["class_anomaly"] else [])
+    def deciding_inversions(self, statistics: dict, class_sizes: dict[str, float] | None = None) -> list[str]:
+        """The inversion tests that flag, by name as the report gives them: the class inversion flags on any of
+        its statistics, the embedding inversion on its mask size."""
+        flags = self.flags(statistics, class_sizes)
+        return ((["class inversion"] if flags["class_size"] or flags["class_z"] or flags["class_anomaly"] else [])
                 + (["embedding inversion"] if flags["embedding_size"] else []))
 
 
@@ -103,13 +130,25 @@ class Calibration:
             raise UserError(f"{path}: not a trigger-inversion calibration file ({exc})") from None
 
 
+PER_CLASS_FIELDS = ("class_log_means", "class_log_sd", "class_z", "class_references")
+
+
 def calibration_hash(calibration: Calibration) -> str:
-    return stable_hash(asdict(calibration))
+    """A stable hash of the calibration; the per-class fields enter it only when set, so a calibration without them
+    hashes as it did before they existed (cached audits keyed by it stay valid)."""
+    raw = asdict(calibration)
+    defaults = ArchThresholds(0.0, 0.0, 0.0)
+    for thresholds in raw["thresholds"].values():
+        for name in PER_CLASS_FIELDS:
+            if thresholds[name] == getattr(defaults, name):
+                del thresholds[name]
+    return stable_hash(raw)
 
 
-def calibrate(references: dict[str, dict[str, list[float]]], fpr: float, settings: dict,
+def calibrate(references: dict[str, dict[str, list]], fpr: float, settings: dict,
               recipe: str = "") -> Calibration:
-    """Thresholds from clean references: ``{arch: {statistic: [value per clean extractor]}}``."""
+    """Thresholds from clean references: ``{arch: {statistic: [value per clean extractor]}}``, and optionally
+    ``"class_sizes": [{class id: mask size} per clean extractor]`` for the per-class test."""
     resid: dict[str, list[float]] = {s: [] for s in SIZE_STATS + HIGH_STATS}
     for refs in references.values():
         for s in SIZE_STATS:
@@ -132,5 +171,25 @@ def calibrate(references: dict[str, dict[str, list[float]]], fpr: float, setting
                  for s in SIZE_STATS}
         anomaly = max(2.0, float(np.mean(refs["class_anomaly"]) + spread * sd("class_anomaly", 0.5)))
         out[arch] = ArchThresholds(sizes["class_size"], sizes["embedding_size"], anomaly,
-                                   {k: [float(x) for x in v] for k, v in refs.items()})
+                                   {k: [float(x) for x in v] for k, v in refs.items() if k in SIZE_STATS + HIGH_STATS},
+                                   **_per_class(refs.get("class_sizes", []), fpr))
     return Calibration(fpr, out, settings, recipe)
+
+
+def _per_class(class_sizes: list[dict[str, float]], fpr: float) -> dict:
+    """The per-class test from clean references' per-class mask sizes (one dict per reference extractor).
+
+    Mean log size per class, standard deviation pooled over classes and references (floored at
+    ``MIN_CLASS_LOG_SD`` only against a degenerate fit: with tens of degrees of freedom the estimate is sound), and
+    a one-sided prediction bound on z at ``fpr / K`` per class (Bonferroni over the K classes, since the
+    audit takes the lowest): z ≤ −t(1 − fpr / K; dof)·√(1 + 1/n). Needs ≥ 3 references."""
+    if len(class_sizes) < 3:
+        return {}
+    classes = sorted(set.intersection(*(set(c) for c in class_sizes)), key=lambda c: (len(c), c))
+    logs = np.log(np.maximum([[ref[c] for c in classes] for ref in class_sizes], 1e-6))
+    means = logs.mean(axis=0)
+    dof = logs.size - len(classes)
+    sd = max(float(np.sqrt(((logs - means) ** 2).sum() / dof)), MIN_CLASS_LOG_SD)
+    bound = float(student_t.ppf(1.0 - fpr / len(classes), dof)) * np.sqrt(1.0 + 1.0 / len(class_sizes))
+    return {"class_log_means": {c: float(m) for c, m in zip(classes, means, strict=True)}, "class_log_sd": sd,
+            "class_z": -bound, "class_references": [{c: float(ref[c]) for c in classes} for ref in class_sizes]}
