@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"model": args.model, "fpr": args.fpr, "seed": args.seed,
                "seconds": round(time.perf_counter() - start, 1), "rows": rows}
-    (args.out / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (args.out / "domain_calibration.json").write_text(json.dumps(payload, indent=1) + "\n")
     (args.out / "table.md").write_text(table(rows) + "\n")
     print(table(rows))
     print(f"{payload['seconds']} s")
