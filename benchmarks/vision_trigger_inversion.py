@@ -303,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         row = {"name": job.name, "role": job.role, "arch": job.arch, "variant": job.variant, **m,
                "verdict": verdict, "decided_by": decided, "seconds": rep["seconds"],
                "statistics": rep["statistics"], "class_sizes": rep.get("class_sizes")}
-        z = calibration.for_arch(job.arch).class_z_scores(rep.get("class_sizes"))
-        if z:
-            row["class_z"] = {"z": min(z.values()), "class": min(z, key=z.get)}
+        lowest = calibration.for_arch(job.arch).lowest_class_z(rep.get("class_sizes"))
+        if lowest is not None:
+            row["class_z"] = {"z": lowest[1], "class": lowest[0]}
         if job.variant != "clean":
             truth = np.load(path / "trigger.npz")["mask"]
             rec = np.asarray(rep["recovered_mask"])

@@ -14,7 +14,6 @@ just above them).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from recbackdoor.data.files import sha256
 from recbackdoor.defenses.text.calibration import calibrate_threshold
 from recbackdoor.defenses.text.catalogue_io import open_catalogue
 from recbackdoor.defenses.text.scanner import DEFAULT, PoisonScanner, default_dir
@@ -49,14 +49,6 @@ def threshold_for(scanner: PoisonScanner, titles: Iterable[str], fpr: float, bat
     return calibrate_threshold(np.concatenate(scores), fpr), len(distinct)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def recalibrate(model: str | Path, input_path: Path, column: str, out: Path, fpr: float = 0.01,
                 batch_size: int = 2048, progress: bool = True) -> dict:
     """Write ``out``: a copy of the saved scanner ``model`` whose threshold flags ``fpr`` of the distinct titles
@@ -76,7 +68,7 @@ def recalibrate(model: str | Path, input_path: Path, column: str, out: Path, fpr
     start = time.perf_counter()
     threshold, distinct = threshold_for(scanner, titles, fpr, batch_size, progress)
     record = {"previous_threshold": scanner.threshold, "target_fpr": fpr, "titles": distinct, "rows": len(titles),
-              "input": str(input_path), "input_sha256": _sha256(input_path), "column": column,
+              "input": str(input_path), "input_sha256": sha256(input_path), "column": column,
               "seconds": round(time.perf_counter() - start, 2),
               "command": f"recbackdoor calibrate-scanner --model {model} --input {input_path} --column {column} "
                          f"--fpr {fpr} --out {out}"}

@@ -228,18 +228,17 @@ def audit_model(model: torch.nn.Module, images: np.ndarray, seed: int = 0, flip_
         stats |= {"class_size": sus.size, "class_anomaly": classes.anomaly[classes.suspect],
                   "class_target": sus.target, "class_success": sus.success}
     class_sizes = {} if classes is None else {str(t.target): t.size for t in classes.triggers}
-    z = thr.class_z_scores(class_sizes)
-    if z:
-        lowest = min(z, key=z.get)
-        stats |= {"class_z": z[lowest], "class_z_target": int(lowest)}
+    lowest = thr.lowest_class_z(class_sizes)
+    if lowest is not None:
+        stats |= {"class_z": lowest[1], "class_z_target": int(lowest[0])}
     flags, flagging = thr.flags(stats, class_sizes), thr.deciding_inversions(stats, class_sizes)
     if classes is not None:
         # the trigger to show: the per-class outlier when that test flags, else the smallest mask
-        shown = next(t for t in classes.triggers if str(t.target) == lowest) if flags["class_z"] else sus
+        shown = next(t for t in classes.triggers if str(t.target) == lowest[0]) if flags["class_z"] else sus
         pictures.append((f"class inversion → class {shown.target}", shown.mask, shown.pattern))
         why = []
         if flags["class_z"]:
-            why.append(f"class {shown.target} needs a mask of {shown.size:.1%} of the image, {-z[lowest]:.1f} "
+            why.append(f"class {shown.target} needs a mask of {shown.size:.1%} of the image, {-lowest[1]:.1f} "
                        f"standard deviations below what clean {arch or 'reference'} extractors need for that class "
                        f"(flag at {-thr.class_z:.1f})")
         if flags["class_size"]:

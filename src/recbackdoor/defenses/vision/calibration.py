@@ -71,6 +71,11 @@ class ArchThresholds:
         return {c: (float(np.log(max(size, 1e-6))) - self.class_log_means[c]) / self.class_log_sd
                 for c, size in class_sizes.items() if c in self.class_log_means}
 
+    def lowest_class_z(self, class_sizes: dict[str, float] | None) -> tuple[str, float] | None:
+        """The class furthest below its clean masks and its z (None without per-class references or sizes)."""
+        z = self.class_z_scores(class_sizes)
+        return min(z.items(), key=lambda item: item[1]) if z else None
+
     def flags(self, statistics: dict, class_sizes: dict[str, float] | None = None) -> dict[str, bool]:
         """Which inversion statistics cross their threshold: the audit's whole decision rule for the inversions,
         kept here so that a study can re-judge cached statistics under a new calibration without re-running them.
@@ -80,9 +85,9 @@ class ArchThresholds:
         def below(name: str, thr: float) -> bool:
             return statistics.get(name) is not None and statistics[name] <= thr
 
-        z = self.class_z_scores(class_sizes)
+        lowest = self.lowest_class_z(class_sizes)
         return {"class_size": not self.per_class and below("class_size", self.class_size),
-                "class_z": bool(z) and min(z.values()) <= self.class_z,
+                "class_z": lowest is not None and lowest[1] <= self.class_z,
                 "class_anomaly": statistics.get("class_anomaly") is not None
                 and statistics["class_anomaly"] >= self.class_anomaly,
                 "embedding_size": below("embedding_size", self.embedding_size)}
