@@ -61,6 +61,9 @@ def _add_scanner_training(sub: argparse._SubParsersAction) -> None:
                        help="where P-Scanner is trained or already lies (default: DIR.pscanner beside --out)")
     train.add_argument("--llm-only", action="store_true",
                        help="train only P-Scanner (the LLM scanner) into --out; resumes round by round")
+    train.add_argument("--student", default=None, metavar="DIR|default",
+                       help="reuse this trained student (a student or fused scanner folder, or 'default'): train only "
+                            "the Unicode channel ([channel]) and fuse the two into --out (about a minute)")
 
     evaluate = sub.add_parser(
         "eval-scanner", help="measure a scanner on MovieLens, LastFM and Steam titles with unseen triggers",
@@ -329,7 +332,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _cmd_train_scanner(args: argparse.Namespace) -> int:
     from recbackdoor.defenses.text.train_command import train_scanner_command
 
-    return train_scanner_command(args.config, args.out, args.pscanner, args.llm_only)
+    return train_scanner_command(args.config, args.out, args.pscanner, args.llm_only, args.student)
 
 
 def _cmd_eval_scanner(args: argparse.Namespace) -> int:

@@ -29,10 +29,12 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_scanner_ships_with_its_recipe_threshold_and_data_hash():
     meta = json.loads((default_dir() / "scanner.json").read_text())
-    assert meta["kind"] == "student"
-    assert 0 < meta["threshold"] < 1 and meta["target_fpr"] == 0.01
-    assert meta["command"].startswith("recbackdoor train-scanner")
-    assert len(meta["netflix_sha256"]) == 64
+    assert meta["kind"] == "fused"  # the student and the Unicode channel (fused_scanner.py)
+    student = json.loads((default_dir() / "student.json").read_text())  # the student's own record: 'default-v1'
+    for record in (meta, student):
+        assert 0 < record["threshold"] < 1 and record["target_fpr"] == 0.01
+        assert record["command"].startswith("recbackdoor train-scanner")
+        assert len(record["netflix_sha256"]) == 64
     size = sum(p.stat().st_size for p in default_dir().iterdir())
     assert size < 16 * 2**20  # a few MB, not a checkpoint
 
@@ -73,14 +75,16 @@ def test_default_scanner_separates_paper_triggers_on_real_titles(data_root) -> N
     assert np.mean(clean > scanner.threshold) < 0.05
 
 
-def test_default_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_root) -> None:
-    """Calibrated on the Netflix calibration split; checked here on the validation split it never saw."""
+def test_default_v1_threshold_holds_its_target_fpr_on_held_out_benign_titles(data_root) -> None:
+    """The student's threshold was calibrated on the Netflix calibration split; checked here on the validation split
+    it never saw (the fused default sets its threshold on that split: its check is on real catalogue titles,
+    test_fused_scanner.py)."""
     import random
 
     from recbackdoor.data.benign_titles import augment_benign
     from recbackdoor.defenses.text.scanner_data import netflix_split
 
-    scanner = PoisonScanner.load("default")
+    scanner = PoisonScanner.load("default-v1")
     version = scanner.meta.get("config", {}).get("augmentation", 1)  # the benign titles it was calibrated on
     held_out = [augment_benign(t, random.Random(f"heldout:{i}"), version)
                 for i, t in enumerate(netflix_split(0).validation)]

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from recbackdoor.data.files import sha256
 from recbackdoor.defenses.text.calibration import calibrate_threshold
 from recbackdoor.defenses.text.catalogue_io import open_catalogue
-from recbackdoor.defenses.text.scanner import DEFAULT, PoisonScanner, default_dir
+from recbackdoor.defenses.text.scanner import DEFAULT, DEFAULT_V1, PoisonScanner, default_dir
 from recbackdoor.errors import UserError
 
 MIN_TITLES = 200  # below this a 1 % quantile rests on one or two titles
@@ -72,11 +72,16 @@ def recalibrate(model: str | Path, input_path: Path, column: str, out: Path, fpr
               "seconds": round(time.perf_counter() - start, 2),
               "command": f"recbackdoor calibrate-scanner --model {model} --input {input_path} --column {column} "
                          f"--fpr {fpr} --out {out}"}
-    source = default_dir() if str(model) == DEFAULT else Path(model)
+    source = default_dir() if str(model) in (DEFAULT, DEFAULT_V1) else Path(model)
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+        if str(model) == DEFAULT_V1:  # the shipped student alone: its own record becomes the scanner's
+            from recbackdoor.defenses.text.fused_scanner import CHANNEL_WEIGHTS, STUDENT_RECORD
+
+            (tmp / STUDENT_RECORD).replace(tmp / "scanner.json")
+            (tmp / CHANNEL_WEIGHTS).unlink()
         meta = json.loads((tmp / "scanner.json").read_text(encoding="utf-8"))
         meta["threshold"] = threshold
         meta["recalibrations"] = [*meta.get("recalibrations", []), record]

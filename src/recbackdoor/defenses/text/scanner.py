@@ -1,10 +1,12 @@
 """The catalogue scanner users call: load a saved scanner, score, flag, explain, purify.
 
 A saved scanner is a folder with ``scanner.json`` (kind, threshold, target
-FPR, training command and data hash) and its weights in safetensors.  Two
-kinds exist: ``student`` (the fast default, ``defenses/text/student.py``) and
-``llm`` (P-Scanner's LoRA-tuned SmolLM2, ``llm_scanner.py``).  ``"default"``
-names the student shipped inside the package.
+FPR, training command and data hash) and its weights in safetensors.  Three
+kinds exist: ``student`` (the fast network, ``defenses/text/student.py``),
+``fused`` (a student and the Unicode channel, ``fused_scanner.py``) and ``llm``
+(P-Scanner's LoRA-tuned SmolLM2, ``llm_scanner.py``).  ``"default"`` names the
+fused scanner shipped inside the package, ``"default-v1"`` its student alone
+(the default until 2026-12-02, which the first defense tables used).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from recbackdoor.errors import UserError
 
 DEFAULT = "default"
+DEFAULT_V1 = "default-v1"
 MAX_SPAN_WORDS = 6
 
 
@@ -41,8 +44,9 @@ class PoisonScanner:
 
     @classmethod
     def load(cls, where: str | Path) -> PoisonScanner:
-        folder = default_dir() if str(where) == DEFAULT else Path(where)
-        meta_path = folder / "scanner.json"
+        folder = default_dir() if str(where) in (DEFAULT, DEFAULT_V1) else Path(where)
+        # 'default-v1': the shipped student alone, with its own threshold (the scanner of the first defense tables)
+        meta_path = folder / ("student.json" if str(where) == DEFAULT_V1 else "scanner.json")
         if not meta_path.is_file():
             raise UserError(f"{folder}: not a saved scanner (no scanner.json); train one with "
                             "'recbackdoor train-scanner --out DIR' or use --model default")
@@ -55,13 +59,17 @@ class PoisonScanner:
             from recbackdoor.defenses.text.student import StudentScorer
 
             scorer: TitleScorer = StudentScorer.load(folder)
+        elif kind == "fused":
+            from recbackdoor.defenses.text.fused_scanner import FusedScorer
+
+            scorer = FusedScorer.load(folder)
         elif kind == "llm":
             from recbackdoor.defenses.text.llm_scanner import load_llm_scanner
 
             adapter = meta.get("adapter", "adapter")  # null: the untuned LM ("w/o FT")
             scorer = load_llm_scanner(folder / adapter if adapter else None)
         else:
-            raise UserError(f"{meta_path}: field 'kind' is {kind!r}; expected 'student' or 'llm'")
+            raise UserError(f"{meta_path}: field 'kind' is {kind!r}; expected 'student', 'fused' or 'llm'")
         if "threshold" not in meta:
             raise UserError(f"{meta_path}: field 'threshold' is missing")
         return cls(scorer, meta["threshold"], meta)

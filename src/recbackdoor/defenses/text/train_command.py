@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recbackdoor.defenses.text.pscanner import PScannerConfig, read_pool, train_pscanner
 from recbackdoor.defenses.text.student_training import StudentConfig, train_student
+from recbackdoor.defenses.text.unicode_channel import ChannelConfig
 from recbackdoor.errors import UserError
 
 
@@ -34,6 +35,7 @@ class ScannerTrainConfig(BaseModel):
     pscanner: PScannerConfig = PScannerConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
+    channel: ChannelConfig = ChannelConfig()
 
 
 def load_train_config(path: Path | None) -> ScannerTrainConfig:
@@ -75,7 +77,7 @@ def teacher_scores(pscanner_dir: Path, pool, config: ScannerTrainConfig) -> tupl
 
 
 def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Path | None,
-                          llm_only: bool = False) -> int:
+                          llm_only: bool = False, student: str | None = None) -> int:
     config = load_train_config(config_path)
     if llm_only:  # P-Scanner alone into OUT (resumes round by round), e.g. the w/o TA ablation
         train_pscanner(config.pscanner, out)
@@ -85,6 +87,9 @@ def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Pat
         raise UserError(f"{out}: already exists; give a new --out folder")
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: output folder does not exist")
+    command = "recbackdoor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("recbackdoor") else ""
+    if student is not None:  # an existing student: only the Unicode channel is trained and fused with it
+        return _fuse_existing(config, student_folder(student), out, command)
     pscanner_dir = pscanner_dir or out.with_name(out.name + ".pscanner")
     if not (pscanner_dir / "scanner.json").exists():
         train_pscanner(config.pscanner, pscanner_dir)
@@ -93,15 +98,45 @@ def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Pat
             for t in read_pool(pscanner_dir / f"round_{r}" / "agent_pool.jsonl")]
     teacher = teacher_scores(pscanner_dir, pool, config) if config.distill.examples > 0 else None
     random.seed(config.student.seed)
-    command = "recbackdoor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("recbackdoor") else ""
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         record = train_student(config.student, tmp, agent_pool=pool, teacher=teacher,
                                command=command or f"recbackdoor train-scanner --config {config_path} --out {out}")
+        if config.channel.enabled:
+            from recbackdoor.defenses.text.fused_training import build_fused
+
+            record = build_fused(tmp, config.channel, tmp, config.student.target_fpr, config.student.seed,
+                                 command or f"recbackdoor train-scanner --config {config_path} --out {out}")
         tmp.replace(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"wrote {out} (student, threshold {record['threshold']:.4f} at FPR {record['target_fpr']}; "
+    print(f"wrote {out} ({record['kind']}, threshold {record['threshold']:.4f} at FPR {record['target_fpr']}; "
           f"P-Scanner in {pscanner_dir})", file=sys.stderr)
+    return 0
+
+
+def student_folder(where: str) -> Path:
+    """The folder of a saved student (its own scanner, a fused one, or the package's: 'default')."""
+    from recbackdoor.defenses.text.scanner import DEFAULT, DEFAULT_V1, default_dir
+
+    folder = default_dir() if where in (DEFAULT, DEFAULT_V1) else Path(where)
+    if not (folder / "student.safetensors").is_file():
+        raise UserError(f"{folder}: no student.safetensors (not a student or fused scanner)")
+    return folder
+
+
+def _fuse_existing(config: ScannerTrainConfig, student: Path, out: Path, command: str) -> int:
+    from recbackdoor.defenses.text.fused_training import build_fused
+
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        record = build_fused(student, config.channel, tmp, config.student.target_fpr, config.student.seed,
+                             command or f"recbackdoor train-scanner --student {student} --out {out}")
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out} (fused with the student of {student}, threshold {record['threshold']:.4f} at FPR "
+          f"{record['target_fpr']})", file=sys.stderr)
     return 0
