@@ -77,6 +77,11 @@ def test_summary_puts_every_cell_in_one_table_and_counts_the_scanners_target() -
     assert "- P-Scanner: ASR ≤ 0.05 and Score ≥ 0.95: 1 / 2 (missed: word-random)" in text
     assert "best Score of the eight defenses (ties count): 1 / 2 (missed: char-end)" in text
     assert "P-Scanner w/o FT: mean Score 0.550 against the full scanner's 0.946" in text
+    # no SEs given: behind by 0.003 is still behind
+    assert "behind the best by less than one SE of the difference: 1 / 2 (missed: char-end)" in text
+    cells[1]["extra"] = {"score_se": 0.003}
+    cells[0]["extra"] = {"score_se": 0.002}  # gap 0.003 <= sqrt(0.003² + 0.002²) = 0.0036: not resolvably behind
+    assert "behind the best by less than one SE of the difference: 2 / 2" in summary_tables(cells)
 
 
 def test_summary_reads_llara_cells_and_a_trigger_of_the_users_own() -> None:
