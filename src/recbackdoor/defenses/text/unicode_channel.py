@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from recbackdoor.defenses.text.unicode_evidence import N_EVIDENCE, _neutral_scripts, char_info, title_evidence
+from recbackdoor.defenses.text.unicode_evidence import N_EVIDENCE, char_info, neutral_scripts, title_evidence
 
 N_ISLAND = 4
 N_FEATURES = N_EVIDENCE + N_ISLAND
@@ -46,7 +46,7 @@ def script_islands(title: str) -> list[float]:
 
     'Toy മ Story' has one island standing alone; 'KoЯn' one inside a word; '宇多田ヒカル' none (its runs of
     kana and Han are long). Script-less characters (digits, punctuation, marks) neither start nor break a run."""
-    neutral = set(_neutral_scripts())
+    neutral = set(neutral_scripts())
     scripts = [char_info(c)[1] for c in title]
     counts: dict[int, int] = {}
     for s in scripts:

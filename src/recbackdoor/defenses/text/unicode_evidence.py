@@ -49,14 +49,15 @@ def _spoof_checker():
     return checker
 
 
-def _neutral_scripts() -> tuple[int, int]:
+def neutral_scripts() -> tuple[int, int]:
+    """ICU's Common and Inherited script codes: characters (digits, punctuation, combining marks) shared by scripts."""
     icu = _icu()
     return (icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED)
 
 
 def title_evidence(title: str) -> np.ndarray:
     """A fixed-length vector of script, category and spoof-check evidence for one title."""
-    neutral = _neutral_scripts()
+    neutral = neutral_scripts()
     infos = [char_info(c) for c in title]
     scripts = [s for _, s, _ in infos if s not in neutral]
     counts: dict[int, int] = {}
