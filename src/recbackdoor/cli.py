@@ -134,7 +134,7 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     scan.add_argument("--model", required=True, metavar="DIR|default",
                       help="a folder saved by 'recbackdoor train-scanner', or 'default' for the scanner shipped "
-                           "with the package")
+                           "with the package ('default-v1': its student alone, the default until 2026-12-02)")
     scan.add_argument("--input", required=True, type=Path, metavar="FILE", help="catalogue to scan (.csv, .jsonl, "
                       ".parquet)")
     scan.add_argument("--column", required=True, metavar="NAME", help="the column (JSONL: key) holding the titles")
