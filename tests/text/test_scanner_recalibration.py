@@ -62,3 +62,16 @@ def test_calibrate_scanner_refuses_too_few_titles_and_an_existing_folder(tmp_pat
                      "--out", str(tmp_path / "o2"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no column 'title'" in err and not (tmp_path / "o2").exists()
+
+
+def test_calibrate_scanner_on_default_v1_writes_the_student_alone(tmp_path, steam_titles):
+    """'default-v1' shares the package folder with the fused default: its copy must be the student, not the fusion."""
+    source = _write(tmp_path / "games.csv", steam_titles)
+    out = tmp_path / "v1_scanner"
+    assert cli.main(["calibrate-scanner", "--model", "default-v1", "--input", str(source), "--column", "name",
+                     "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((out / "scanner.json").read_text())
+    assert meta["kind"] == "student" and not (out / "unicode_channel.safetensors").exists()
+    v1, local = PoisonScanner.load("default-v1"), PoisonScanner.load(out)
+    np.testing.assert_array_equal(local.score(steam_titles[:50]), v1.score(steam_titles[:50]))
+    assert meta["recalibrations"][-1]["previous_threshold"] == v1.threshold
