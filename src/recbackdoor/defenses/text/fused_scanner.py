@@ -50,8 +50,24 @@ class TailCalibration:
         return np.where(x > top, np.minimum(above, p_top), inside)
 
 
+@torch.no_grad()
+def channel_scores(student: StudentScorer, channel: UnicodeChannelNet, titles: Sequence[str],
+                   batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(student probability, channel probability) per title; one featurisation feeds both."""
+    out_student = np.empty(len(titles), dtype=np.float32)
+    out_channel = np.empty(len(titles), dtype=np.float32)
+    order = sorted(range(len(titles)), key=lambda i: len(titles[i]))  # batches of similar length pad less
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = [titles[i] for i in chunk]
+        features = student.featurize(batch)
+        out_student[chunk] = torch.sigmoid(student.net(**features)).numpy()
+        out_channel[chunk] = channel.probability(channel_features(batch, features["evidence"].numpy()))
+    return out_student, out_channel
+
+
 class FusedScorer:
-    """What ``PoisonScanner`` calls for a ``fused`` scanner: one featurisation feeds both channels."""
+    """What ``PoisonScanner`` calls for a ``fused`` scanner."""
 
     def __init__(self, student: StudentScorer, channel: UnicodeChannelNet, student_tail: TailCalibration,
                  channel_tail: TailCalibration) -> None:
@@ -60,22 +76,8 @@ class FusedScorer:
         self.student_tail = student_tail
         self.channel_tail = channel_tail
 
-    @torch.no_grad()
-    def channel_scores(self, titles: Sequence[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """(student probability, channel probability) per title."""
-        student = np.empty(len(titles), dtype=np.float32)
-        channel = np.empty(len(titles), dtype=np.float32)
-        order = sorted(range(len(titles)), key=lambda i: len(titles[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = [titles[i] for i in chunk]
-            features = self.student.featurize(batch)
-            student[chunk] = torch.sigmoid(self.student.net(**features)).numpy()
-            channel[chunk] = self.channel.probability(channel_features(batch, features["evidence"].numpy()))
-        return student, channel
-
     def score(self, titles: Sequence[str], batch_size: int = 512) -> np.ndarray:
-        student, channel = self.channel_scores(titles, batch_size)
+        student, channel = channel_scores(self.student, self.channel, titles, batch_size)
         return self.fuse(student, channel)
 
     def fuse(self, student: np.ndarray, channel: np.ndarray) -> np.ndarray:

@@ -3,12 +3,13 @@ channel's benign tail on one held-out Netflix set, set the threshold on another.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 
 from recbackdoor.defenses.text.calibration import calibrate_threshold
-from recbackdoor.defenses.text.fused_scanner import STUDENT_RECORD, FusedScorer, TailCalibration
+from recbackdoor.defenses.text.fused_scanner import STUDENT_RECORD, FusedScorer, TailCalibration, channel_scores
 from recbackdoor.defenses.text.pscanner import netflix_fingerprint, validation_sets
 from recbackdoor.defenses.text.scanner_data import netflix_split
 from recbackdoor.defenses.text.student import StudentScorer
@@ -23,8 +24,6 @@ def build_fused(student_folder: Path, config: ChannelConfig, out: Path, target_f
 
     The tails come from Netflix's calibration titles and the threshold from its validation titles — two sets
     no channel trained on, so the false-positive rate the threshold promises is measured, not fitted."""
-    import json
-
     from recbackdoor.triggers.text_sampler import InitialTriggerSampler, lm_token_pool
     from recbackdoor.victims.text.backbones import SMOLLM2, load_backbone
 
@@ -36,9 +35,8 @@ def build_fused(student_folder: Path, config: ChannelConfig, out: Path, target_f
     split = netflix_split(split_seed)
     channel, training = train_channel(config, split.train, sampler)
     tail_titles = seeded_benign(split.calibration, "fused:tail", config.augmentation)
-    partial = FusedScorer(student, channel, TailCalibration([0.0]), TailCalibration([0.0]))
-    student_scores, channel_scores = partial.channel_scores(tail_titles)
-    fused = FusedScorer(student, channel, TailCalibration(student_scores), TailCalibration(channel_scores))
+    student_tail, channel_tail = channel_scores(student, channel, tail_titles)
+    fused = FusedScorer(student, channel, TailCalibration(student_tail), TailCalibration(channel_tail))
     threshold_titles = seeded_benign(split.validation, "fused:threshold", config.augmentation)
     threshold = calibrate_threshold(fused.score(threshold_titles), target_fpr)
     val = validation_sets(split.validation, sampler, [], 1000, config.seed + 99, config.augmentation)
@@ -61,8 +59,6 @@ def build_fused(student_folder: Path, config: ChannelConfig, out: Path, target_f
 
 def student_record_path(folder: Path) -> Path:
     """The student's own scanner.json: kept as student.json inside a fused scanner."""
-    import json
-
     if (folder / STUDENT_RECORD).is_file():
         return folder / STUDENT_RECORD
     record = folder / "scanner.json"

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from recbackdoor.data.files import sha256
 from recbackdoor.defenses.text.calibration import calibrate_threshold
 from recbackdoor.defenses.text.catalogue_io import open_catalogue
-from recbackdoor.defenses.text.scanner import DEFAULT, DEFAULT_V1, PoisonScanner, default_dir
+from recbackdoor.defenses.text.scanner import DEFAULT_V1, PoisonScanner, scanner_folder
 from recbackdoor.errors import UserError
 
 MIN_TITLES = 200  # below this a 1 % quantile rests on one or two titles
@@ -72,7 +72,7 @@ def recalibrate(model: str | Path, input_path: Path, column: str, out: Path, fpr
               "seconds": round(time.perf_counter() - start, 2),
               "command": f"recbackdoor calibrate-scanner --model {model} --input {input_path} --column {column} "
                          f"--fpr {fpr} --out {out}"}
-    source = default_dir() if str(model) in (DEFAULT, DEFAULT_V1) else Path(model)
+    source = scanner_folder(model)
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

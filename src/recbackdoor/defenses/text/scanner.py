@@ -34,6 +34,11 @@ def default_dir() -> Path:
     return Path(str(resources.files("recbackdoor.defenses.text") / "default_scanner"))
 
 
+def scanner_folder(where: str | Path) -> Path:
+    """The folder a ``--model`` value names: the package's for 'default' and 'default-v1', else the path."""
+    return default_dir() if str(where) in (DEFAULT, DEFAULT_V1) else Path(where)
+
+
 class PoisonScanner:
     """A scorer with its calibrated threshold; every method takes plain title strings."""
 
@@ -44,7 +49,7 @@ class PoisonScanner:
 
     @classmethod
     def load(cls, where: str | Path) -> PoisonScanner:
-        folder = default_dir() if str(where) in (DEFAULT, DEFAULT_V1) else Path(where)
+        folder = scanner_folder(where)
         # 'default-v1': the shipped student alone, with its own threshold (the scanner of the first defense tables)
         meta_path = folder / ("student.json" if str(where) == DEFAULT_V1 else "scanner.json")
         if not meta_path.is_file():

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,29 +99,40 @@ def train_scanner_command(config_path: Path | None, out: Path, pscanner_dir: Pat
             for t in read_pool(pscanner_dir / f"round_{r}" / "agent_pool.jsonl")]
     teacher = teacher_scores(pscanner_dir, pool, config) if config.distill.examples > 0 else None
     random.seed(config.student.seed)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        record = train_student(config.student, tmp, agent_pool=pool, teacher=teacher,
-                               command=command or f"recbackdoor train-scanner --config {config_path} --out {out}")
+    command = command or f"recbackdoor train-scanner --config {config_path} --out {out}"
+
+    def build(tmp: Path) -> dict:
+        record = train_student(config.student, tmp, agent_pool=pool, teacher=teacher, command=command)
         if config.channel.enabled:
             from recbackdoor.defenses.text.fused_training import build_fused
 
-            record = build_fused(tmp, config.channel, tmp, config.student.target_fpr, config.student.seed,
-                                 command or f"recbackdoor train-scanner --config {config_path} --out {out}")
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            record = build_fused(tmp, config.channel, tmp, config.student.target_fpr, config.student.seed, command)
+        return record
+
+    record = _write_atomically(out, build)
     print(f"wrote {out} ({record['kind']}, threshold {record['threshold']:.4f} at FPR {record['target_fpr']}; "
           f"P-Scanner in {pscanner_dir})", file=sys.stderr)
     return 0
 
 
+def _write_atomically(out: Path, build: Callable[[Path], dict]) -> dict:
+    """``build`` writes a scanner into a temporary folder beside ``out``, renamed into place only when it returns:
+    ``out`` is either a whole scanner or absent."""
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        record = build(tmp)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
 def student_folder(where: str) -> Path:
     """The folder of a saved student (its own scanner, a fused one, or the package's: 'default')."""
-    from recbackdoor.defenses.text.scanner import DEFAULT, DEFAULT_V1, default_dir
+    from recbackdoor.defenses.text.scanner import scanner_folder
 
-    folder = default_dir() if where in (DEFAULT, DEFAULT_V1) else Path(where)
+    folder = scanner_folder(where)
     if not (folder / "student.safetensors").is_file():
         raise UserError(f"{folder}: no student.safetensors (not a student or fused scanner)")
     return folder
@@ -129,14 +141,9 @@ def student_folder(where: str) -> Path:
 def _fuse_existing(config: ScannerTrainConfig, student: Path, out: Path, command: str) -> int:
     from recbackdoor.defenses.text.fused_training import build_fused
 
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        record = build_fused(student, config.channel, tmp, config.student.target_fpr, config.student.seed,
-                             command or f"recbackdoor train-scanner --student {student} --out {out}")
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    command = command or f"recbackdoor train-scanner --student {student} --out {out}"
+    record = _write_atomically(out, lambda tmp: build_fused(student, config.channel, tmp, config.student.target_fpr,
+                                                            config.student.seed, command))
     print(f"wrote {out} (fused with the student of {student}, threshold {record['threshold']:.4f} at FPR "
           f"{record['target_fpr']})", file=sys.stderr)
     return 0
